@@ -1,0 +1,262 @@
+//! Shared state of one fake: tenants, knobs, and the per-token wire counters.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::data::WorkspaceData;
+
+/// An HTTP fault answered instead of the next matching `tools/call` POST(s).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Fault {
+    /// HTTP status to answer with (429, 500, 502, 503, ...).
+    pub status: u16,
+    /// How many `tools/call` POSTs get this fault.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Sent as `Retry-After` (seconds) when set.
+    #[serde(default)]
+    pub retry_after_secs: Option<u64>,
+    /// Only POSTs with this bearer token; `None` = any token.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// What one bearer token did over the wire, counted at the HTTP level.
+///
+/// `requests` counts every HTTP request to `/mcp` that carried the token, even those answered
+/// 401. The other counters count requests that passed authentication, whatever the MCP layer
+/// then answered (a `tools/call` answered by an injected fault or with 404 for an expired
+/// session still counts as a tool call: it went over the wire).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TokenStats {
+    pub initializes: u64,
+    pub initialized_notifications: u64,
+    pub tool_calls: u64,
+    pub list_tools: u64,
+    pub deletes: u64,
+    pub requests: u64,
+    pub max_in_flight_calls: u64,
+    pub calls_by_tool: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+struct Counters {
+    stats: TokenStats,
+    in_flight: u64,
+}
+
+/// (workspace, conversation id) of notes added through `add_internal_note`.
+type NoteKey = (Arc<str>, String);
+
+struct TokenEntry {
+    workspace: Arc<str>,
+    revoked: bool,
+}
+
+pub(crate) struct AppState {
+    pub json_response: bool,
+    pub tools_page_size: usize,
+    /// rmcp's in-memory sessions, shared with the `StreamableHttpService`.
+    pub sessions: Arc<LocalSessionManager>,
+    tokens: Mutex<HashMap<String, TokenEntry>>,
+    workspaces: Mutex<HashMap<Arc<str>, Arc<WorkspaceData>>>,
+    counters: Mutex<HashMap<String, Counters>>,
+    faults: Mutex<Vec<Fault>>,
+    latency: Mutex<Duration>,
+    session_tokens: Mutex<HashMap<String, BTreeSet<String>>>,
+    oauth_codes: Mutex<HashMap<String, String>>,
+    notes: Mutex<HashMap<NoteKey, Vec<Value>>>,
+    /// (JSON-RPC method or HTTP method, `traceparent` header) of every `/mcp` request with one.
+    traceparents: Mutex<Vec<(String, String)>>,
+}
+
+/// Locks ignoring poison: every critical section here leaves the data consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl AppState {
+    pub(crate) fn new(json_response: bool, tools_page_size: usize) -> AppState {
+        AppState {
+            json_response,
+            tools_page_size: tools_page_size.max(1),
+            sessions: Arc::default(),
+            tokens: Mutex::default(),
+            workspaces: Mutex::default(),
+            counters: Mutex::default(),
+            faults: Mutex::default(),
+            latency: Mutex::default(),
+            session_tokens: Mutex::default(),
+            oauth_codes: Mutex::default(),
+            notes: Mutex::default(),
+            traceparents: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn add_workspace(&self, token: &str, workspace: &str) {
+        let entry = TokenEntry {
+            workspace: Arc::from(workspace),
+            revoked: false,
+        };
+        lock(&self.tokens).insert(token.to_owned(), entry);
+    }
+
+    pub(crate) fn revoke(&self, token: &str) {
+        if let Some(entry) = lock(&self.tokens).get_mut(token) {
+            entry.revoked = true;
+        }
+    }
+
+    /// The workspace of a known, non-revoked token.
+    pub(crate) fn workspace_for(&self, token: &str) -> Option<Arc<str>> {
+        lock(&self.tokens)
+            .get(token)
+            .filter(|e| !e.revoked)
+            .map(|e| e.workspace.clone())
+    }
+
+    /// Ends every live MCP session; requests carrying their ids then get 404 from rmcp.
+    /// Returns at once: the workers wind down in the background (rmcp's close waits for
+    /// in-flight responses), as a real server's would.
+    pub(crate) async fn expire_sessions(&self) -> usize {
+        let handles: Vec<_> = self.sessions.sessions.write().await.drain().collect();
+        let count = handles.len();
+        for (_, handle) in handles {
+            // The worker may already be gone (idle timeout); the session is dropped either way.
+            tokio::spawn(async move {
+                let _ = handle.close().await;
+            });
+        }
+        count
+    }
+
+    pub(crate) fn data(&self, workspace: &Arc<str>) -> Arc<WorkspaceData> {
+        lock(&self.workspaces)
+            .entry(workspace.clone())
+            .or_insert_with(|| Arc::new(WorkspaceData::generate(workspace)))
+            .clone()
+    }
+
+    pub(crate) fn count(&self, token: &str, f: impl FnOnce(&mut TokenStats)) {
+        f(&mut lock(&self.counters)
+            .entry(token.to_owned())
+            .or_default()
+            .stats);
+    }
+
+    pub(crate) fn record_traceparent(&self, method: &str, traceparent: &str) {
+        lock(&self.traceparents).push((method.to_owned(), traceparent.to_owned()));
+    }
+
+    pub(crate) fn traceparents(&self) -> Vec<(String, String)> {
+        lock(&self.traceparents).clone()
+    }
+
+    pub(crate) fn stats(&self, token: &str) -> TokenStats {
+        lock(&self.counters)
+            .get(token)
+            .map(|c| c.stats.clone())
+            .unwrap_or_default()
+    }
+
+    /// Marks a `tools/call` as in flight until the returned guard drops.
+    pub(crate) fn begin_call(self: &Arc<Self>, token: &str) -> InFlight {
+        let mut counters = lock(&self.counters);
+        let c = counters.entry(token.to_owned()).or_default();
+        c.in_flight += 1;
+        c.stats.max_in_flight_calls = c.stats.max_in_flight_calls.max(c.in_flight);
+        InFlight {
+            state: self.clone(),
+            token: token.to_owned(),
+        }
+    }
+
+    pub(crate) fn inject_fault(&self, fault: Fault) {
+        if fault.count > 0 {
+            lock(&self.faults).push(fault);
+        }
+    }
+
+    /// Consumes one use of the oldest fault that applies to `token`.
+    pub(crate) fn take_fault(&self, token: &str) -> Option<Fault> {
+        let mut faults = lock(&self.faults);
+        let index = faults
+            .iter()
+            .position(|f| f.token.as_deref().is_none_or(|t| t == token))?;
+        let fault = &mut faults[index];
+        fault.count -= 1;
+        let taken = fault.clone();
+        if fault.count == 0 {
+            faults.remove(index);
+        }
+        Some(taken)
+    }
+
+    pub(crate) fn set_latency(&self, d: Duration) {
+        *lock(&self.latency) = d;
+    }
+
+    pub(crate) fn latency(&self) -> Duration {
+        *lock(&self.latency)
+    }
+
+    pub(crate) fn saw_session(&self, session_id: &str, token: &str) {
+        lock(&self.session_tokens)
+            .entry(session_id.to_owned())
+            .or_default()
+            .insert(token.to_owned());
+    }
+
+    pub(crate) fn sessions_with_multiple_tokens(&self) -> usize {
+        lock(&self.session_tokens)
+            .values()
+            .filter(|tokens| tokens.len() > 1)
+            .count()
+    }
+
+    pub(crate) fn add_oauth_code(&self, code: &str, token: &str) {
+        lock(&self.oauth_codes).insert(code.to_owned(), token.to_owned());
+    }
+
+    /// Codes are single-use, like Intercom's.
+    pub(crate) fn redeem_oauth_code(&self, code: &str) -> Option<String> {
+        lock(&self.oauth_codes).remove(code)
+    }
+
+    pub(crate) fn add_note(&self, workspace: &Arc<str>, conversation_id: &str, part: Value) {
+        lock(&self.notes)
+            .entry((workspace.clone(), conversation_id.to_owned()))
+            .or_default()
+            .push(part);
+    }
+
+    pub(crate) fn notes(&self, workspace: &Arc<str>, conversation_id: &str) -> Vec<Value> {
+        lock(&self.notes)
+            .get(&(workspace.clone(), conversation_id.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Decrements the token's in-flight `tools/call` count when the answer has been sent.
+pub(crate) struct InFlight {
+    state: Arc<AppState>,
+    token: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(c) = lock(&self.state.counters).get_mut(&self.token) {
+            c.in_flight = c.in_flight.saturating_sub(1);
+        }
+    }
+}

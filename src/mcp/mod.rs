@@ -1,0 +1,337 @@
+//! The upstream: Intercom's MCP server, reached over Streamable HTTP with rmcp.
+//!
+//! Only this module imports rmcp's client side. Handlers see [`Upstream`], [`PoolKey`],
+//! [`ToolSpec`], [`ToolResult`] and [`UpstreamError`]. See `README.md` beside this file for the
+//! protocol decisions.
+
+mod catalog;
+mod circuit;
+mod error;
+mod pool;
+pub mod schema;
+mod session;
+mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use moka::notification::RemovalCause;
+use secrecy::SecretString;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tracing::Instrument;
+use tracing::field::Empty;
+use utoipa::ToSchema;
+
+pub use catalog::{Catalog, ToolSpec};
+pub use error::UpstreamError;
+
+use crate::telemetry::Metrics;
+use crate::tenants::TenantId;
+use pool::TenantPool;
+
+/// What a set of sessions is bound to. A pool serves exactly one key: a session is never used
+/// with another tenant's token, another credential generation, or another endpoint.
+#[derive(Clone)]
+pub struct PoolKey {
+    pub tenant: TenantId,
+    pub generation: i64,
+    pub url: Arc<str>,
+    pub token: SecretString,
+}
+
+impl PoolKey {
+    fn same_binding(&self, other: &PoolKey) -> bool {
+        self.tenant == other.tenant && self.generation == other.generation && self.url == other.url
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_sessions: usize,
+    /// Calls in flight on one session, at most; beyond, another session opens or calls queue.
+    pub per_session_cap: usize,
+    /// How long a call may wait for a free session slot when the pool is saturated.
+    pub queue_timeout: Duration,
+    /// Calls that may wait per tenant; beyond, calls are refused at once.
+    pub queue_length: usize,
+    /// Sessions older than this take no new calls and are closed once idle.
+    pub max_session_age: Duration,
+    /// Consecutive outages (5xx, connection failures, timeouts) that open a tenant's circuit.
+    pub circuit_failures: u32,
+    /// How long an open circuit refuses calls before letting one probe through.
+    pub circuit_cooldown: Duration,
+    pub idle_timeout: Duration,
+    pub catalog_ttl: Duration,
+    /// How long a replaced or deleted credential's sessions may finish their calls.
+    pub drain_timeout: Duration,
+}
+
+/// A live session as `GET .../sessions` shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionInfo {
+    /// A short SHA-256 prefix of the upstream `Mcp-Session-Id` (the id itself is never shown).
+    pub id_hash: Option<String>,
+    /// `ready`, `draining` (past `GATEWAY_POOL_MAX_SESSION_AGE`: takes no new calls, closes
+    /// when its calls are done) or `closed`.
+    pub state: &'static str,
+    pub age_s: u64,
+    pub idle_s: u64,
+    pub in_flight: u64,
+    pub calls: u64,
+    /// The MCP protocol revision the upstream negotiated.
+    pub protocol_version: String,
+}
+
+/// A tool's answer, free of rmcp types.
+#[derive(Debug, Clone)]
+pub struct ToolResult {
+    /// The content blocks, as the MCP schema serialises them.
+    pub content: Vec<Value>,
+    pub structured_content: Option<Value>,
+    pub is_error: bool,
+}
+
+impl ToolResult {
+    /// The text of the first `text` content block.
+    pub fn first_text(&self) -> Option<&str> {
+        self.content.iter().find_map(|b| {
+            (b.get("type")? == "text")
+                .then(|| b.get("text")?.as_str())
+                .flatten()
+        })
+    }
+
+    /// The result as JSON: `structuredContent`, else the first text block parsed as JSON.
+    pub fn json(&self) -> Option<Value> {
+        if let Some(s) = &self.structured_content {
+            return Some(s.clone());
+        }
+        serde_json::from_str(self.first_text()?).ok()
+    }
+}
+
+pub(crate) struct UpstreamContext {
+    http: reqwest::Client,
+    settings: PoolSettings,
+    metrics: Metrics,
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    ctx: Arc<UpstreamContext>,
+    pools: Cache<TenantId, Arc<TenantPool>>,
+}
+
+impl Upstream {
+    pub fn new(settings: PoolSettings, metrics: Metrics) -> anyhow::Result<Self> {
+        // Upstream redirects are refused: following one could hand the tenant's bearer token
+        // to another origin.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("intercom-mcp-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let ctx = Arc::new(UpstreamContext {
+            http,
+            settings: settings.clone(),
+            metrics,
+        });
+        let listener_ctx = ctx.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let pools = Cache::builder()
+            .time_to_idle(settings.idle_timeout)
+            .eviction_listener(move |_tenant, pool: Arc<TenantPool>, cause| {
+                // Replaced or removed pools drain; expired ones are idle by definition.
+                let ctx = listener_ctx.clone();
+                let deadline = match cause {
+                    RemovalCause::Expired => Duration::ZERO,
+                    _ => ctx.settings.drain_timeout,
+                };
+                runtime.spawn(async move { pool.drain(&ctx, deadline).await });
+            })
+            .build();
+        let upstream = Self { ctx, pools };
+        // moka evicts lazily; a periodic sweep makes idle pools close on time even when no
+        // other tenant is active, and closes idle, aged and dead sessions of live pools.
+        let sweeper = upstream.pools.clone();
+        let sweep_ctx = upstream.ctx.clone();
+        let period = (settings.idle_timeout.min(settings.max_session_age) / 4)
+            .clamp(Duration::from_millis(50), Duration::from_secs(5));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                sweeper.run_pending_tasks().await;
+                for (_, pool) in sweeper.iter() {
+                    pool.maintain(&sweep_ctx);
+                }
+            }
+        });
+        Ok(upstream)
+    }
+
+    async fn pool(&self, key: &PoolKey) -> Arc<TenantPool> {
+        let pool = self
+            .pools
+            .get_with(key.tenant.clone(), async {
+                self.ctx.metrics.set_circuit_open(&key.tenant, false);
+                Arc::new(TenantPool::new(key.clone(), &self.ctx.settings))
+            })
+            .await;
+        if pool.key.same_binding(key) {
+            return pool;
+        }
+        // The credential or region changed: a fresh pool; the old one drains via the listener.
+        let fresh = Arc::new(TenantPool::new(key.clone(), &self.ctx.settings));
+        self.pools.insert(key.tenant.clone(), fresh.clone()).await;
+        fresh
+    }
+
+    /// The tenant's tool list; `refresh_older_than` forces a refetch of a list at least that
+    /// old (used when a caller names a tool the list lacks: Intercom adds tools).
+    pub async fn catalog(
+        &self,
+        key: &PoolKey,
+        refresh_older_than: Option<Duration>,
+    ) -> Result<Arc<Catalog>, UpstreamError> {
+        let pool = self.pool(key).await;
+        pool.catalog(&self.ctx, refresh_older_than).await
+    }
+
+    /// Runs one tool call within `timeout`. Read-only tools are retried once when the first
+    /// attempt provably did not run (or failed with a 5xx); writes never are. A tenant whose
+    /// circuit is open, or who is held back after an upstream 429, is refused without any
+    /// upstream traffic.
+    pub async fn call(
+        &self,
+        key: &PoolKey,
+        tool: &ToolSpec,
+        arguments: Map<String, Value>,
+        timeout: Duration,
+    ) -> Result<ToolResult, UpstreamError> {
+        let pool = self.pool(key).await;
+        let ticket = pool.admit()?;
+        let work = async {
+            // One retry after an upstream outage (5xx, refused connection). Session-lifecycle
+            // failures (the session expired or was renewed under the call) get one more: under
+            // rapid expiry the retry itself can land on a session that is being replaced.
+            let (mut outage_retries, mut session_retries) = (1, 2);
+            loop {
+                let span = tracing::info_span!(
+                    "mcp.tools_call",
+                    otel.kind = "client",
+                    otel.status_code = Empty,
+                    tenant = %key.tenant,
+                    tool = %tool.name,
+                    retry = outage_retries + session_retries < 3,
+                    outcome = Empty,
+                );
+                let outcome = {
+                    let session = pool
+                        .acquire(&self.ctx)
+                        .instrument(tracing::info_span!("pool.acquire", tenant = %key.tenant))
+                        .await?;
+                    session
+                        .call_tool(&tool.name, arguments.clone())
+                        .instrument(span.clone())
+                        .await
+                };
+                match &outcome {
+                    Ok(r) if r.is_error == Some(true) => span.record("outcome", "tool_error"),
+                    Ok(_) => span.record("outcome", "ok"),
+                    Err(e) => {
+                        span.record("otel.status_code", "ERROR");
+                        span.record("outcome", e.kind())
+                    }
+                };
+                match outcome {
+                    Ok(r) => {
+                        return Ok(ToolResult {
+                            content: r
+                                .content
+                                .iter()
+                                .filter_map(|c| serde_json::to_value(c).ok())
+                                .collect(),
+                            structured_content: r.structured_content,
+                            is_error: r.is_error.unwrap_or(false),
+                        });
+                    }
+                    Err(UpstreamError::Failed {
+                        retryable: true,
+                        detail,
+                        outage,
+                    }) if tool.read_only
+                        && (if outage {
+                            outage_retries
+                        } else {
+                            session_retries
+                        }) > 0 =>
+                    {
+                        tracing::info!(tenant = %key.tenant, tool = %tool.name, %detail, "retrying read-only call");
+                        pool.prune(&self.ctx);
+                        if outage {
+                            outage_retries -= 1;
+                        } else {
+                            session_retries -= 1;
+                        }
+                    }
+                    Err(e) => {
+                        pool.prune(&self.ctx);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        // Dropping `work` on timeout drops rmcp's request handle, which sends
+        // `notifications/cancelled` upstream (MCP cancellation utility).
+        let result = tokio::time::timeout(timeout, work)
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout));
+        pool.settle(&self.ctx, ticket, &result);
+        result
+    }
+
+    /// Closes the tenant's sessions after their in-flight calls (credential replaced or
+    /// deleted, tenant deleted, Intercom rejected the token).
+    pub async fn close_tenant(&self, tenant: &TenantId) {
+        self.pools.invalidate(tenant).await;
+        self.pools.run_pending_tasks().await;
+    }
+
+    /// Closes the tenant's sessions unless they are bound to exactly `current` (credential
+    /// generation and upstream URL): a change notification for a tenant whose binding did not
+    /// change (a rename, or this replica's own write already applied) leaves live sessions be.
+    pub async fn close_tenant_unless_bound_to(
+        &self,
+        tenant: &TenantId,
+        current: Option<(i64, &str)>,
+    ) {
+        if let (Some(pool), Some((generation, url))) = (self.pools.get(tenant).await, current)
+            && pool.key.generation == generation
+            && &*pool.key.url == url
+        {
+            return;
+        }
+        self.close_tenant(tenant).await;
+    }
+
+    pub async fn sessions(&self, tenant: &TenantId) -> Vec<SessionInfo> {
+        match self.pools.get(tenant).await {
+            Some(p) => p.infos(&self.ctx),
+            None => Vec::new(),
+        }
+    }
+
+    /// Closes every session (DELETE upstream), waiting at most `deadline` for calls in flight.
+    pub async fn shutdown(&self, deadline: Duration) {
+        let pools: Vec<Arc<TenantPool>> = self.pools.iter().map(|(_, p)| p).collect();
+        // Remove without triggering the listener's own drains, then drain here and wait.
+        self.pools.invalidate_all();
+        let drains = pools.iter().map(|p| p.drain(&self.ctx, deadline));
+        futures::future::join_all(drains).await;
+    }
+}

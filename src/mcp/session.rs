@@ -1,0 +1,274 @@
+//! One upstream MCP session: an rmcp client running over our [`WireClient`].
+
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities, ClientConfig,
+    Implementation, PaginatedRequestParams, ProtocolVersion, RequestMetaObject, Tool,
+};
+use rmcp::service::{Peer, RoleClient, RunningService, ServiceExt};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::common::client_side_sse::SseRetryPolicy;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value};
+
+use super::error::UpstreamError;
+use super::wire::WireClient;
+use super::{PoolKey, SessionInfo};
+use crate::telemetry::propagation;
+
+pub(super) struct Session {
+    peer: Peer<RoleClient>,
+    /// Taken on close, so that closing can wait for rmcp to DELETE the session.
+    service: Mutex<Option<RunningService<RoleClient, ClientConfig>>>,
+    wire: WireClient,
+    created: Instant,
+    /// Milliseconds since `created` of the last call's end (or start).
+    last_used_ms: AtomicU64,
+    in_flight: AtomicUsize,
+    calls: AtomicU64,
+    /// The pool's wake-up for queued callers: notified whenever a call ends here.
+    released: Arc<Notify>,
+    pub(super) protocol_version: String,
+}
+
+/// A call's claim on a session: counted in flight for as long as it lives, even if the
+/// caller's future is dropped; ending it wakes the pool's queued callers.
+pub(super) struct InFlight(Arc<Session>);
+
+impl Deref for InFlight {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch();
+        self.0.released.notify_waiters();
+    }
+}
+
+impl Session {
+    /// Opens a session: `initialize`, then `notifications/initialized` (rmcp does both).
+    pub(super) async fn connect(
+        key: &PoolKey,
+        wire: WireClient,
+        max_in_flight: usize,
+        released: Arc<Notify>,
+    ) -> Result<Self, UpstreamError> {
+        // rmcp sends the handshake from its own task, outside our span: hand the wire the
+        // `traceparent` of the caller's `mcp.initialize` span for the duration of it.
+        wire.set_handshake_traceparent(propagation::traceparent(&tracing::Span::current()));
+        let config = StreamableHttpClientTransportConfig::with_uri(key.url.as_ref())
+            .auth_header(key.token.expose_secret().to_owned())
+            // The pool enforces the per-session cap; rmcp's own limit must not be tighter.
+            .max_concurrent_requests(max_in_flight.max(1))
+            // On a 404 for our session id (MCP transports §Session Management) rmcp waits for
+            // the session's other POSTs, replays `initialize` + `notifications/initialized`
+            // once for all of them, and retries each POST that got the 404 (those provably did
+            // not run). A POST that was already running is not retried; the pool retries it
+            // only for read-only tools.
+            .reinit_on_expired_session(true);
+        let mut config = config;
+        config.retry_config = Arc::new(ResumePolicy);
+        let transport = StreamableHttpClientTransport::with_client(wire.clone(), config);
+        // Offer the newest revision that still has initialize + sessions; servers answer with
+        // their own version when they do not support it (MCP lifecycle, version negotiation).
+        let info = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("intercom-mcp-gateway", env!("CARGO_PKG_VERSION")),
+        )
+        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
+        // rmcp's worker keeps the span current at `serve` for the session's whole life, and a
+        // span that never closes keeps its parents (the caller's request) from ever being
+        // exported. So the session starts on a task of its own, outside any span.
+        let started = tokio::spawn(info.serve(transport)).await;
+        wire.set_handshake_traceparent(None);
+        let service = match started {
+            Ok(r) => r.map_err(UpstreamError::from_initialize)?,
+            Err(e) => {
+                return Err(UpstreamError::Failed {
+                    detail: format!("the initialize task failed: {e}"),
+                    retryable: true,
+                    outage: false,
+                });
+            }
+        };
+        let protocol_version = service
+            .peer_info()
+            .map(|i| i.protocol_version.to_string())
+            .unwrap_or_default();
+        Ok(Self {
+            peer: service.peer().clone(),
+            service: Mutex::new(Some(service)),
+            wire,
+            created: Instant::now(),
+            last_used_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            calls: AtomicU64::new(0),
+            released,
+            protocol_version,
+        })
+    }
+
+    pub(super) fn is_alive(&self) -> bool {
+        !self.peer.is_transport_closed()
+            && self.service.lock().map(|s| s.is_some()).unwrap_or(false)
+    }
+
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    pub(super) fn idle_for(&self) -> Duration {
+        let now_ms = self.created.elapsed().as_millis() as u64;
+        Duration::from_millis(now_ms.saturating_sub(self.last_used_ms.load(Ordering::Acquire)))
+    }
+
+    pub(super) fn age(&self) -> Duration {
+        self.created.elapsed()
+    }
+
+    fn touch(&self) {
+        let ms = self.created.elapsed().as_millis() as u64;
+        self.last_used_ms.fetch_max(ms, Ordering::AcqRel);
+    }
+
+    /// Claims one of the session's `cap` call slots, if one is free. The check and the claim
+    /// are one atomic step, so concurrent callers never push a session over its cap.
+    pub(super) fn try_begin(self: &Arc<Self>, cap: usize) -> Option<InFlight> {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()?;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        Some(InFlight(self.clone()))
+    }
+
+    pub(super) async fn call_tool(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<CallToolResult, UpstreamError> {
+        let mut params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
+        params.meta = trace_meta();
+        match self.peer.call_tool_once(params).await {
+            Ok(CallToolResponse::Complete(r)) => Ok(r),
+            Ok(_) => Err(UpstreamError::Failed {
+                detail: "upstream asked for interactive input or a task, which the gateway does not support".into(),
+                retryable: false,
+                outage: false,
+            }),
+            Err(e) => {
+                let gone = match &e {
+                    // rmcp renews only on HTTP 404; this server said it in JSON-RPC.
+                    rmcp::ServiceError::McpError(d) => super::error::is_session_gone(&d.message),
+                    _ => false,
+                };
+                let e = UpstreamError::from_service(e);
+                if gone || e.is_unrenewable_session() {
+                    // Retire it now, so the retry (and everyone else) gets a fresh session
+                    // instead of this one.
+                    tracing::info!(error = %e, "retiring the upstream session");
+                    self.retire();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops the session in the background; the pool prunes it as dead.
+    fn retire(&self) {
+        if let Some(service) = self.service.lock().ok().and_then(|mut g| g.take()) {
+            tokio::spawn(async move {
+                let _ = service.cancel().await;
+            });
+        }
+    }
+
+    /// Every page of `tools/list` (as rmcp's `list_all_tools`, with our trace context).
+    pub(super) async fn list_tools(&self) -> Result<Vec<Tool>, UpstreamError> {
+        let mut tools = Vec::new();
+        let mut cursor = None;
+        loop {
+            let mut params = PaginatedRequestParams::default().with_cursor(cursor);
+            params.meta = trace_meta();
+            let page = self
+                .peer
+                .list_tools(Some(params))
+                .await
+                .map_err(UpstreamError::from_service)?;
+            tools.extend(page.tools);
+            cursor = page.next_cursor;
+            if cursor.is_none() {
+                return Ok(tools);
+            }
+        }
+    }
+
+    /// Ends the session; rmcp sends the `DELETE` (bounded by its cleanup timeout).
+    pub(super) async fn close(&self) {
+        let service = self.service.lock().ok().and_then(|mut g| g.take());
+        if let Some(service) = service {
+            let _ = service.cancel().await;
+        }
+    }
+
+    pub(super) fn info(&self, max_age: Duration) -> SessionInfo {
+        SessionInfo {
+            id_hash: self.wire.session_id().map(|s| short_hash(&s)),
+            state: if !self.is_alive() {
+                "closed"
+            } else if self.age() >= max_age {
+                "draining"
+            } else {
+                "ready"
+            },
+            age_s: self.created.elapsed().as_secs(),
+            idle_s: self.idle_for().as_secs(),
+            in_flight: self.in_flight() as u64,
+            calls: self.calls.load(Ordering::Relaxed),
+            protocol_version: self.protocol_version.clone(),
+        }
+    }
+}
+
+/// The current span's W3C trace context as request `_meta` (MCP SEP-414 puts `traceparent` in
+/// `params._meta`). rmcp sends requests from its own task, so [`WireClient`] lifts it from here
+/// into the HTTP `traceparent` header; Intercom sees it in both places.
+fn trace_meta() -> Option<RequestMetaObject> {
+    let traceparent = propagation::traceparent(&tracing::Span::current())?;
+    let mut meta = RequestMetaObject::default();
+    meta.set_traceparent(traceparent);
+    Some(meta)
+}
+
+/// How often a broken SSE stream is resumed: twice, quickly. A caller waits on it, and the
+/// pool's own retry (read-only tools) on a fresh stream beats a long reconnect loop; rmcp's
+/// default retries forever with exponential backoff.
+#[derive(Debug)]
+struct ResumePolicy;
+
+impl SseRetryPolicy for ResumePolicy {
+    fn retry(&self, attempt: usize) -> Option<Duration> {
+        (attempt < 2).then(|| Duration::from_millis(50 << attempt))
+    }
+}
+
+/// Session ids are bearer-like (whoever has one can use the session with the token), so only a
+/// short hash of one is ever shown.
+fn short_hash(s: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,275 @@
+//! Our `StreamableHttpClient`: rmcp's reqwest client plus what the pool needs to see.
+//!
+//! rmcp keeps the `Mcp-Session-Id` inside its transport worker with no public getter; this
+//! wrapper records it from the initialize response (MCP 2025-06-18 transports §Session
+//! Management: the id arrives on the HTTP response carrying the InitializeResult), so the
+//! sessions API can show a hash of it, and it counts the session lifecycle events that only
+//! the transport sees: a 404 for our session id (`expired`) and every successful `initialize`
+//! (`initialized`, plus `reinitialized` when it replaces an expired session — rmcp renews
+//! sessions inside its worker, invisible to the pool). Every call is delegated unchanged It also sets the W3C
+//! `traceparent` header of each POST (see [`traceparent_of`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use http::{HeaderName, HeaderValue};
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage};
+use rmcp::transport::streamable_http_client::{
+    SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
+};
+use sse_stream::Sse;
+
+use crate::telemetry::Metrics;
+use crate::telemetry::propagation;
+
+#[derive(Clone)]
+pub(super) struct WireClient {
+    inner: reqwest::Client,
+    metrics: Metrics,
+    session_id: Arc<Mutex<Option<Arc<str>>>>,
+    /// The trace context of the `initialize` handshake, whose messages carry none of their own.
+    handshake_traceparent: Arc<Mutex<Option<HeaderValue>>>,
+    /// The session id that last answered 404, so concurrent 404s count one expiry.
+    expired: Arc<Mutex<Option<Arc<str>>>>,
+}
+
+impl WireClient {
+    pub(super) fn new(inner: reqwest::Client, metrics: Metrics) -> Self {
+        Self {
+            inner,
+            metrics,
+            session_id: Arc::default(),
+            handshake_traceparent: Arc::default(),
+            expired: Arc::default(),
+        }
+    }
+
+    /// Counts the lifecycle events one POST reveals.
+    fn observe(
+        &self,
+        message_is_initialize: bool,
+        sent_session: Option<&Arc<str>>,
+        res: &WireResult<StreamableHttpPostResponse>,
+    ) {
+        match res {
+            Err(StreamableHttpError::SessionExpired) => {
+                let Some(sid) = sent_session else { return };
+                if let Ok(mut g) = self.expired.lock()
+                    && g.as_ref() != Some(sid)
+                {
+                    *g = Some(sid.clone());
+                    tracing::info!("upstream session expired (HTTP 404); renewing it");
+                    self.metrics.session_event("expired");
+                }
+            }
+            Ok(res) if message_is_initialize => {
+                self.metrics.session_event("initialized");
+                let renewed = self.expired.lock().map(|g| g.is_some()).unwrap_or(false);
+                if renewed {
+                    self.metrics.session_event("reinitialized");
+                }
+                self.record(res);
+            }
+            Ok(res) => self.record(res),
+            Err(_) => {}
+        }
+    }
+
+    pub(super) fn set_handshake_traceparent(&self, traceparent: Option<String>) {
+        if let Ok(mut g) = self.handshake_traceparent.lock() {
+            *g = traceparent.and_then(|t| HeaderValue::from_str(&t).ok());
+        }
+    }
+
+    /// Adds the `traceparent` header: the message's own (`params._meta.traceparent`, set by
+    /// the session from the calling span), else the handshake's.
+    fn with_traceparent(
+        &self,
+        message: &ClientJsonRpcMessage,
+        mut headers: HashMap<HeaderName, HeaderValue>,
+    ) -> HashMap<HeaderName, HeaderValue> {
+        let value = traceparent_of(message)
+            .and_then(|t| HeaderValue::from_str(t).ok())
+            .or_else(|| {
+                self.handshake_traceparent
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.clone())
+            });
+        if let Some(v) = value {
+            headers.insert(HeaderName::from_static(propagation::TRACEPARENT), v);
+        }
+        headers
+    }
+
+    /// The session id the server assigned at the latest initialize, if any.
+    pub(super) fn session_id(&self) -> Option<Arc<str>> {
+        self.session_id.lock().ok().and_then(|g| g.clone())
+    }
+
+    fn record(&self, res: &StreamableHttpPostResponse) {
+        let sid = match res {
+            StreamableHttpPostResponse::Json(_, Some(sid))
+            | StreamableHttpPostResponse::Sse(_, Some(sid)) => sid,
+            _ => return,
+        };
+        if let Ok(mut g) = self.session_id.lock()
+            && g.as_deref() != Some(sid.as_str())
+        {
+            *g = Some(Arc::from(sid.as_str()));
+        }
+    }
+}
+
+/// The `traceparent` a request carries in `params._meta` (only the requests the session sends
+/// with one: `tools/call` and `tools/list`).
+fn traceparent_of(message: &ClientJsonRpcMessage) -> Option<&str> {
+    let JsonRpcMessage::Request(r) = message else {
+        return None;
+    };
+    let meta = match &r.request {
+        ClientRequest::CallToolRequest(c) => c.params.meta.as_ref(),
+        ClientRequest::ListToolsRequest(l) => l.params.as_ref().and_then(|p| p.meta.as_ref()),
+        _ => None,
+    }?;
+    meta.get_traceparent()
+}
+
+type SseStream = BoxStream<'static, Result<Sse, SseError>>;
+
+/// The longest SSE `retry` hint we wait for before resuming a broken response stream.
+///
+/// A server that drops a session while calls are in flight ends their SSE streams without
+/// the response; the client then resumes with `GET` + `Last-Event-ID` after the server's
+/// `retry` hint (SEP-1699) — rmcp's server says 3 s. A caller is waiting on every such stream,
+/// and the resume of a dropped session only meets a 404, so the gateway caps the hint: the
+/// call fails fast and the pool retries it (read-only tools) on the renewed session.
+pub(super) const MAX_SSE_RETRY: Duration = Duration::from_millis(100);
+
+fn cap_retry(stream: SseStream) -> SseStream {
+    let cap = MAX_SSE_RETRY.as_millis() as u64;
+    stream
+        .map_ok(move |mut sse| {
+            sse.retry = sse.retry.map(|r| r.min(cap));
+            sse
+        })
+        .boxed()
+}
+
+fn cap_post_retry(res: StreamableHttpPostResponse) -> StreamableHttpPostResponse {
+    match res {
+        StreamableHttpPostResponse::Sse(stream, sid) => {
+            StreamableHttpPostResponse::Sse(cap_retry(stream), sid)
+        }
+        other => other,
+    }
+}
+type WireResult<T> = Result<T, StreamableHttpError<reqwest::Error>>;
+
+impl StreamableHttpClient for WireClient {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> WireResult<StreamableHttpPostResponse> {
+        let custom_headers = self.with_traceparent(&message, custom_headers);
+        let init = is_initialize(&message);
+        let sent = session_id.clone();
+        let res = self
+            .inner
+            .post_message(uri, message, session_id, auth_header, custom_headers)
+            .await
+            .map(cap_post_retry);
+        self.observe(init, sent.as_ref(), &res);
+        res
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> WireResult<StreamableHttpPostResponse> {
+        let custom_headers = self.with_traceparent(&message, custom_headers);
+        let init = is_initialize(&message);
+        let sent = session_id.clone();
+        let res = self
+            .inner
+            .post_message_with_max_sse_event_size(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+            .map(cap_post_retry);
+        self.observe(init, sent.as_ref(), &res);
+        res
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> WireResult<()> {
+        self.inner
+            .delete_session(uri, session_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> WireResult<SseStream> {
+        self.inner
+            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+            .await
+            .map(cap_retry)
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> WireResult<SseStream> {
+        self.inner
+            .get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                last_event_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+            .map(cap_retry)
+    }
+}
+
+fn is_initialize(message: &ClientJsonRpcMessage) -> bool {
+    matches!(message, JsonRpcMessage::Request(r) if matches!(r.request, ClientRequest::InitializeRequest(_)))
+}

@@ -1,0 +1,123 @@
+//! Logs, metrics and traces.
+//!
+//! One global `tracing` subscriber carries both: a log layer (JSON lines by default, `pretty`
+//! for humans) and an OpenTelemetry layer (see [`traces`]) that turns spans into OTLP spans.
+
+mod metrics;
+pub mod propagation;
+mod scrape;
+mod traces;
+
+pub use metrics::Metrics;
+pub use scrape::refresh_sampled_metrics;
+pub use traces::Export;
+
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Dependencies (rmcp, sqlx, hyper) stay at `warn` unless `RUST_LOG` says otherwise.
+const DEFAULT_FILTER: &str = "info,rmcp=warn,sqlx=warn,hyper=warn,h2=warn,reqwest=warn";
+
+pub struct TelemetryOptions {
+    /// `json` or `pretty`.
+    pub format: String,
+    /// A filter directive; `None`: `RUST_LOG`, else the default.
+    pub filter: Option<String>,
+    /// Where log lines go; `None`: stdout.
+    pub writer: Option<BoxMakeWriter>,
+    pub export: Export,
+}
+
+/// Keeps the trace exporter alive; dropping it flushes the last spans (bounded).
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+    exporting: bool,
+}
+
+impl Telemetry {
+    /// Whether spans are being exported to a collector.
+    pub fn exporting(&self) -> bool {
+        self.exporting
+    }
+
+    /// Exports every finished span now (tests; blocks the calling thread).
+    pub fn force_flush(&self) {
+        if let Some(p) = &self.provider {
+            let _ = p.force_flush();
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take()
+            && self.exporting
+        {
+            traces::shutdown(p);
+        }
+    }
+}
+
+/// The gateway's subscriber, configured from the environment (`OTEL_*`, `RUST_LOG`).
+pub fn init(format: &str) -> Telemetry {
+    init_with(TelemetryOptions {
+        format: format.to_owned(),
+        filter: None,
+        writer: None,
+        export: Export::FromEnv,
+    })
+}
+
+pub fn init_with(options: TelemetryOptions) -> Telemetry {
+    let filter = match &options.filter {
+        Some(f) => EnvFilter::new(f),
+        None => {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
+        }
+    };
+    let tracing = traces::build(&options.export);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracing.tracer.clone())
+        // Log events inside a span become span events; their level is already in the log.
+        .with_level(false);
+    let writer = options
+        .writer
+        .unwrap_or_else(|| BoxMakeWriter::new(std::io::stdout));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let result = if options.format == "pretty" {
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(writer))
+            .try_init()
+    } else {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_writer(writer),
+            )
+            .try_init()
+    };
+    // A second init (tests, demo) keeps the first subscriber and its exporter.
+    if result.is_err() {
+        return Telemetry {
+            provider: None,
+            exporting: false,
+        };
+    }
+    match (&tracing.exporter_problem, tracing.exporting) {
+        (Some(e), true) => tracing::warn!(warning = %e, "exporting traces over OTLP/HTTP"),
+        (Some(e), false) => tracing::error!(error = %e, "cannot export traces"),
+        (None, true) => tracing::info!("exporting traces over OTLP/HTTP"),
+        (None, false) => {}
+    }
+    Telemetry {
+        provider: Some(tracing.provider),
+        exporting: tracing.exporting,
+    }
+}

@@ -1,0 +1,104 @@
+//! W3C Trace Context (https://www.w3.org/TR/trace-context/): continuing the caller's trace and
+//! handing ours to Intercom.
+//!
+//! Only `traceparent` and `tracestate` are read and written; baggage is not propagated, since a
+//! caller's baggage could carry anything to a third party.
+
+use std::collections::HashMap;
+
+use http::HeaderMap;
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+pub const TRACEPARENT: &str = "traceparent";
+
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// Makes `span` a child of the caller's span when the request carries a valid `traceparent`;
+/// otherwise the span starts a new trace. Call before the span is first entered.
+pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
+    if !headers.contains_key(TRACEPARENT) {
+        return;
+    }
+    let cx = TraceContextPropagator::new().extract(&Headers(headers));
+    if cx.span().span_context().is_valid() {
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// The span's trace id (32 lowercase hex digits), when tracing is installed.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+/// The `traceparent` naming `span` as the parent of a downstream request.
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+    carrier.remove(TRACEPARENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+    use crate::telemetry::traces::{Export, build};
+
+    const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn the_callers_trace_is_continued_and_handed_on() {
+        let t = build(&Export::Off);
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(t.tracer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let mut headers = HeaderMap::new();
+            headers.insert(TRACEPARENT, CALLER.parse().unwrap());
+            let span = tracing::info_span!("http.request");
+            continue_trace(&span, &headers);
+            assert_eq!(
+                trace_id(&span).as_deref(),
+                Some("4bf92f3577b34da6a3ce929d0e0e4736")
+            );
+            let child = span.in_scope(|| tracing::info_span!("mcp.tools_call"));
+            let tp = traceparent(&child).expect("a traceparent");
+            assert!(
+                tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+                "{tp}"
+            );
+            assert!(
+                !tp.contains("00f067aa0ba902b7"),
+                "our own span id, not the caller's"
+            );
+        });
+    }
+
+    #[test]
+    fn a_malformed_traceparent_starts_a_new_trace() {
+        let t = build(&Export::Off);
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(t.tracer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let mut headers = HeaderMap::new();
+            headers.insert(TRACEPARENT, "00-zz-yy-01".parse().unwrap());
+            let span = tracing::info_span!("http.request");
+            continue_trace(&span, &headers);
+            let id = trace_id(&span).expect("a fresh trace");
+            assert_eq!(id.len(), 32);
+        });
+    }
+}

@@ -1,0 +1,252 @@
+//! Upstream sessions: shared initialize, reuse, no database on the hot path, upstream faults.
+
+use std::time::Duration;
+
+use intercom_mcp_gateway::fake_intercom::{FakeOptions, Fault};
+use reqwest::Method;
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::helpers::{admin, assert_problem, intercom_token, spawn_app, spawn_app_with};
+
+#[sqlx::test(migrations = false)]
+async fn concurrent_first_calls_share_one_initialize(_: PgPoolOptions, db: PgConnectOptions) {
+    let app = spawn_app(db).await;
+    let token = app.add_tenant("acme").await;
+    // 16 = the calls one session carries before the pool opens another.
+    let calls = (0..16).map(|_| app.get("/v1/tenants/acme/conversations?state=open", &token));
+    let results = futures::future::join_all(calls).await;
+    assert!(results.iter().all(|r| r.status() == 200));
+    let stats = app.fake.stats(&intercom_token("acme"));
+    assert_eq!(stats.initializes, 1, "{stats:?}");
+    assert_eq!(stats.tool_calls, 16);
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_steady_stream_of_calls_reuses_the_session_and_never_touches_the_database(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let app = spawn_app(db).await;
+    let token = app.add_tenant("acme").await;
+    assert_eq!(
+        app.get("/v1/tenants/acme/contacts?name=a", &token)
+            .await
+            .status(),
+        200
+    );
+    let before = app.checkouts.get();
+    let started = std::time::Instant::now();
+    for _ in 0..200 {
+        assert_eq!(
+            app.get("/v1/tenants/acme/contacts?name=a", &token)
+                .await
+                .status(),
+            200
+        );
+    }
+    // The only database work is the usage writer's batched insert, at most once a second.
+    let flushes_allowed = started.elapsed().as_secs() + 2;
+    let checkouts = app.checkouts.get() - before;
+    assert!(
+        checkouts <= flushes_allowed,
+        "{checkouts} database checkouts during 200 calls (allowed: {flushes_allowed} batch flushes)"
+    );
+    let stats = app.fake.stats(&intercom_token("acme"));
+    assert_eq!(stats.initializes, 1);
+    assert_eq!(stats.tool_calls, 201);
+}
+
+#[sqlx::test(migrations = false)]
+async fn json_answers_work_as_well_as_sse(_: PgPoolOptions, db: PgConnectOptions) {
+    let opts = FakeOptions {
+        json_response: true,
+        ..Default::default()
+    };
+    let app = spawn_app_with(db, opts, &[]).await;
+    let token = app.add_tenant("acme").await;
+    let res = app
+        .get("/v1/tenants/acme/conversations?state=open", &token)
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["conversations"].is_array());
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_expired_upstream_session_is_renewed_without_failing_the_call(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let app = spawn_app(db).await;
+    let token = app.add_tenant("acme").await;
+    assert_eq!(
+        app.get("/v1/tenants/acme/conversations?state=open", &token)
+            .await
+            .status(),
+        200
+    );
+    assert!(app.fake.expire_sessions().await >= 1);
+    assert_eq!(
+        app.get("/v1/tenants/acme/conversations?state=open", &token)
+            .await
+            .status(),
+        200
+    );
+    let stats = app.fake.stats(&intercom_token("acme"));
+    assert_eq!(stats.initializes, 2, "{stats:?}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn intercom_401_marks_the_credential_rejected_and_stops_upstream_traffic(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let app = spawn_app(db).await;
+    let token = app.add_tenant("acme").await;
+    assert_eq!(
+        app.get("/v1/tenants/acme/tools", &token).await.status(),
+        200
+    );
+    app.fake.revoke_token(&intercom_token("acme"));
+    assert_problem(
+        app.get("/v1/tenants/acme/conversations?state=open", &token)
+            .await,
+        409,
+        "intercom_reauth_required",
+    )
+    .await;
+    let meta: Value = app
+        .get("/v1/tenants/acme/intercom/credential", &admin())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["status"], "rejected");
+    assert!(meta["rejected_at"].is_string());
+    let before = app.fake.stats(&intercom_token("acme")).requests;
+    for _ in 0..5 {
+        assert_problem(
+            app.get("/v1/tenants/acme/conversations?state=open", &token)
+                .await,
+            409,
+            "intercom_reauth_required",
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = app.fake.stats(&intercom_token("acme")).requests;
+    assert!(
+        after - before <= 1,
+        "no upstream traffic after the 401 (a final DELETE at most): {before} → {after}"
+    );
+
+    // A new token brings the tenant back.
+    app.fake
+        .add_workspace("itk_live_acme_fresh_0000000", "acme");
+    let res = app
+        .request(
+            Method::PUT,
+            "/v1/tenants/acme/intercom/credential",
+            Some(&admin()),
+            Some(serde_json::json!({"access_token": "itk_live_acme_fresh_0000000"})),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        app.get("/v1/tenants/acme/conversations?state=open", &token)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn intercom_429_is_passed_on_with_its_retry_after(_: PgPoolOptions, db: PgConnectOptions) {
+    let app = spawn_app(db).await;
+    let token = app.add_tenant("acme").await;
+    assert_eq!(
+        app.get("/v1/tenants/acme/tools", &token).await.status(),
+        200
+    );
+    app.fake.inject_fault(Fault {
+        status: 429,
+        count: 1,
+        retry_after_secs: Some(7),
+        token: None,
+    });
+    let res = app
+        .get("/v1/tenants/acme/conversations?state=open", &token)
+        .await;
+    assert_eq!(res.headers()["retry-after"], "7");
+    assert_problem(res, 429, "upstream_rate_limited").await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_read_only_call_is_retried_once_after_a_5xx(_: PgPoolOptions, db: PgConnectOptions) {
+    let app = spawn_app(db).await;
+    let token = app.add_tenant("acme").await;
+    assert_eq!(
+        app.get("/v1/tenants/acme/tools", &token).await.status(),
+        200
+    );
+    app.fake.inject_fault(Fault {
+        status: 503,
+        count: 1,
+        retry_after_secs: None,
+        token: None,
+    });
+    assert_eq!(
+        app.get("/v1/tenants/acme/conversations?state=open", &token)
+            .await
+            .status(),
+        200
+    );
+    app.fake.inject_fault(Fault {
+        status: 500,
+        count: 2,
+        retry_after_secs: None,
+        token: None,
+    });
+    assert_problem(
+        app.get("/v1/tenants/acme/conversations?state=open", &token)
+            .await,
+        502,
+        "upstream_error",
+    )
+    .await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_slow_upstream_is_a_504(_: PgPoolOptions, db: PgConnectOptions) {
+    let app = spawn_app_with(db, Default::default(), &["--upstream-timeout", "300ms"]).await;
+    let token = app.add_tenant("acme").await;
+    assert_eq!(
+        app.get("/v1/tenants/acme/tools", &token).await.status(),
+        200
+    );
+    app.fake.set_latency(Duration::from_secs(2));
+    assert_problem(
+        app.get("/v1/tenants/acme/conversations?state=open", &token)
+            .await,
+        504,
+        "upstream_timeout",
+    )
+    .await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn shutdown_deletes_every_upstream_session(_: PgPoolOptions, db: PgConnectOptions) {
+    let app = spawn_app(db).await;
+    let acme = app.add_tenant("acme").await;
+    let globex = app.add_tenant("globex").await;
+    assert_eq!(app.get("/v1/tenants/acme/tools", &acme).await.status(), 200);
+    assert_eq!(
+        app.get("/v1/tenants/globex/tools", &globex).await.status(),
+        200
+    );
+    app.shutdown.cancel();
+    app.server.await.unwrap().unwrap();
+    assert_eq!(app.fake.stats(&intercom_token("acme")).deletes, 1);
+    assert_eq!(app.fake.stats(&intercom_token("globex")).deletes, 1);
+}
