@@ -22,10 +22,6 @@ use crate::tenants::TenantDirectory;
 use crate::tenants::model::{CredentialStatus, RateLimit, Region, TenantStatus};
 use crate::tenants::{notify, repo, rotation};
 
-/// How long a tenant's cached record may lag a change made by another replica whose change
-/// notification was lost (see `tenants::notify`); normally it is dropped within milliseconds.
-const DIRECTORY_TTL: Duration = Duration::from_secs(30);
-
 pub struct Application {
     listener: TcpListener,
     metrics_listener: TcpListener,
@@ -97,7 +93,7 @@ impl Application {
             Duration::from_secs(60),
             background.clone(),
         );
-        let directory = TenantDirectory::new(db.clone(), keyring.clone(), DIRECTORY_TTL);
+        let directory = TenantDirectory::new(db.clone(), keyring.clone(), args.tenant_cache_ttl);
         let shutdown = CancellationToken::new();
         let drain_with = upstream.clone();
         let reload_db = db.clone();

@@ -159,6 +159,12 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEWAY_RESEAL_INTERVAL", value_name = "GATEWAY_RESEAL_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub reseal_interval: Duration,
 
+    /// How long a replica trusts its cached copy of a tenant and its opened credential before
+    /// reading Postgres again. Changes reach every replica at once through notifications; this
+    /// only bounds how long a missed notification can go unseen.
+    #[arg(long, env = "GATEWAY_TENANT_CACHE_TTL", value_name = "GATEWAY_TENANT_CACHE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub tenant_cache_ttl: Duration,
+
     /// How long SIGTERM waits for in-flight requests before closing upstream sessions.
     #[arg(long, env = "GATEWAY_SHUTDOWN_TIMEOUT", value_name = "GATEWAY_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,

@@ -102,6 +102,10 @@ pub enum ApiError {
     /// 503 `not_ready`: `/readyz` only; Postgres unreachable or migrations missing.
     #[error("{0}")]
     NotReady(String),
+    /// 503 `database_unavailable`: Postgres cannot be reached and the request needs it (tool
+    /// calls of tenants this replica has seen keep working without it). The cause is logged.
+    #[error("the gateway's database is unreachable; retry shortly")]
+    DatabaseUnavailable(#[source] anyhow::Error),
     /// 500 `internal`: a bug or an infrastructure failure. Never echoed; logged at the edge.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -109,7 +113,21 @@ pub enum ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::Internal(e.into())
+        if crate::db::is_unreachable(&e) {
+            ApiError::DatabaseUnavailable(e.into())
+        } else {
+            ApiError::Internal(e.into())
+        }
+    }
+}
+
+impl From<crate::tenants::LoadError> for ApiError {
+    fn from(e: crate::tenants::LoadError) -> Self {
+        if e.database_unreachable {
+            ApiError::DatabaseUnavailable(e.into())
+        } else {
+            ApiError::Internal(e.into())
+        }
     }
 }
 
@@ -130,9 +148,11 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             Upstream(_) | OAuthExchangeFailed(_) => StatusCode::BAD_GATEWAY,
-            UpstreamUnavailable { .. } | NotReady(_) | AuthUnavailable | OAuthNotConfigured => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            UpstreamUnavailable { .. }
+            | NotReady(_)
+            | AuthUnavailable
+            | OAuthNotConfigured
+            | DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -168,6 +188,7 @@ impl ApiError {
             OAuthExchangeFailed(_) => "oauth_exchange_failed",
             OAuthNotConfigured => "oauth_not_configured",
             AuthUnavailable => "auth_unavailable",
+            DatabaseUnavailable(_) => "database_unavailable",
             Internal(_) => "internal",
         }
     }
@@ -178,7 +199,9 @@ impl ApiError {
             | ApiError::QuotaExceeded { retry_after, .. }
             | ApiError::UpstreamRateLimited { retry_after }
             | ApiError::UpstreamUnavailable { retry_after } => Some(*retry_after),
-            ApiError::AuthUnavailable => Some(Duration::from_secs(5)),
+            ApiError::AuthUnavailable | ApiError::DatabaseUnavailable(_) => {
+                Some(Duration::from_secs(5))
+            }
             _ => None,
         }
     }
@@ -235,6 +258,7 @@ impl IntoResponse for ApiError {
             code: self.code(),
             chain: match &self {
                 ApiError::Internal(e) => format!("{e:#}"),
+                ApiError::DatabaseUnavailable(e) => format!("database unreachable: {e:#}"),
                 other => other.to_string(),
             },
         };

@@ -85,7 +85,8 @@ pub enum ToolErrors {
     /// `upstream_error`: Intercom broke the protocol or answered 5xx.
     #[response(status = 502, content_type = "application/problem+json")]
     BadGateway(Problem),
-    /// `upstream_unavailable`, with `Retry-After`.
+    /// `upstream_unavailable` (circuit open, pool saturated) or `database_unavailable` (Postgres
+    /// unreachable and this replica has not read the tenant yet), with `Retry-After`.
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(Problem),
     /// `upstream_timeout`.

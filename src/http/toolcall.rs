@@ -145,8 +145,7 @@ async fn resolve_tenant(
     let entry = state
         .directory
         .get(&id)
-        .await
-        .map_err(ApiError::Internal)?
+        .await?
         .ok_or(ApiError::TenantNotFound)?;
     if entry.tenant.status == TenantStatus::Suspended {
         return Err(ApiError::TenantSuspended);

@@ -8,5 +8,5 @@ pub mod notify;
 pub mod repo;
 pub mod rotation;
 
-pub use directory::{LiveCredential, TenantDirectory, TenantEntry};
+pub use directory::{LiveCredential, LoadError, TenantDirectory, TenantEntry};
 pub use id::{InvalidTenantId, TenantId};

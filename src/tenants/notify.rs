@@ -2,8 +2,9 @@
 //!
 //! Triggers (migration 0003) notify `<tenant id> <drain|reload>` on every committed change to a
 //! tenant or a credential, whichever replica (or `psql`) made it; Postgres delivers it to every
-//! listening session within milliseconds of the commit. Each replica then drops its cached copy
-//! and, for `drain`, closes the tenant's upstream sessions after their in-flight calls.
+//! listening session within milliseconds of the commit. Each replica then reads the tenant again
+//! (while Postgres is known to answer, so a later outage finds it cached) and, for `drain`,
+//! closes the tenant's upstream sessions after their in-flight calls.
 //!
 //! Notifications are not durable: while the listening connection is down they are lost. So once
 //! Postgres answers again the whole cache is dropped (not before: during an outage the cached
@@ -81,7 +82,7 @@ pub async fn spawn_listener(
                 Ok(Some(n)) => match Change::parse(n.payload()) {
                     Some(change) => {
                         tracing::debug!(tenant = %change.tenant, drain = change.drain, "tenant changed");
-                        directory.invalidate(&change.tenant).await;
+                        directory.reload(&change.tenant).await;
                         if change.drain {
                             drain(change.tenant).await;
                         }

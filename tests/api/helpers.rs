@@ -343,19 +343,21 @@ impl TcpProxy {
         let (up2, conns2) = (up.clone(), conns.clone());
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                // Checked and registered under the lock `cut` takes, so no connection accepted
+                // around a cut survives it.
+                let mut open = conns2.lock().unwrap();
                 if !up2.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
                 }
                 let target = target.clone();
-                let task = tokio::spawn(async move {
+                open.push(tokio::spawn(async move {
                     if let Ok(mut outbound) =
                         tokio::net::TcpStream::connect((target.0.as_str(), target.1)).await
                     {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
-                });
-                conns2.lock().unwrap().push(task);
+                }));
             }
         });
         TcpProxy { port, up, conns }
@@ -363,8 +365,9 @@ impl TcpProxy {
 
     /// Drops every open connection and refuses new ones.
     pub fn cut(&self) {
+        let mut open = self.conns.lock().unwrap();
         self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        for c in self.conns.lock().unwrap().drain(..) {
+        for c in open.drain(..) {
             c.abort();
         }
     }

@@ -9,6 +9,7 @@ mod oauth;
 mod observability;
 mod ops;
 mod otlp;
+mod outage;
 mod pool;
 mod pool_limits;
 mod prom;
