@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import chartkit
 from conftest import gateway_container
 
@@ -17,10 +20,36 @@ CONTRACT_ENV = {
     "OTEL_SERVICE_NAME",
 }
 
+ROOT = Path(__file__).resolve().parents[2]
 
-def test_configmap_uses_only_contract_variable_names(rendered):
+
+def documented_env() -> set[str]:
+    """The variables README.md's configuration table documents (PRODUCT.md's and our additions)."""
+    names: set[str] = set()
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("| `"):
+            first_cell = line.split("|")[1]
+            names.update(re.findall(r"`([A-Z][A-Z0-9_]+)`", first_cell))
+    return names
+
+
+def test_configmap_uses_only_documented_variable_names(rendered):
     data = rendered.one("ConfigMap", "gateway")["data"]
-    assert set(data) <= CONTRACT_ENV, set(data) - CONTRACT_ENV
+    assert set(data) <= CONTRACT_ENV | documented_env(), set(data) - CONTRACT_ENV - documented_env()
+
+
+def test_every_gateway_setting_can_be_set_from_values(rendered):
+    """Each documented non-secret setting has a chart value (secrets come from the Secret)."""
+    data = rendered.one("ConfigMap", "gateway")["data"]
+    secret_or_optional = {
+        "DATABASE_URL", "GATEWAY_JWT_HS256_SECRET", "GATEWAY_ENCRYPTION_KEYS",
+        "INTERCOM_OAUTH_CLIENT_SECRET", "GATEWAY_JWT_JWKS_URL", "GATEWAY_JWT_ISSUER",
+        "GATEWAY_JWT_AUDIENCE", "GATEWAY_PUBLIC_URL", "GATEWAY_OAUTH_SUCCESS_REDIRECT",
+        "INTERCOM_OAUTH_CLIENT_ID", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
+    }
+    missing = {n for n in documented_env() if n.startswith(("GATEWAY_", "INTERCOM_"))}
+    missing -= set(data) | secret_or_optional
+    assert not missing, f"README documents settings the chart cannot set: {sorted(missing)}"
 
 
 def test_all_on_values_reach_the_configmap(all_on, all_on_values):
