@@ -22,6 +22,9 @@ pub enum ApiError {
     /// 401 `unauthenticated`: missing, invalid or expired JWT.
     #[error("{0}")]
     Unauthenticated(String),
+    /// 401 `unauthenticated`: no bearer token at all (the challenge then carries no error code).
+    #[error("this endpoint needs `Authorization: Bearer <JWT>`")]
+    NoCredentials,
     /// 403 `forbidden`: the token lacks a scope for this route.
     #[error("{0}")]
     Forbidden(String),
@@ -136,7 +139,7 @@ impl ApiError {
         use ApiError::*;
         match self {
             InvalidRequest(_) | OAuthStateInvalid(_) | OAuthDenied(_) => StatusCode::BAD_REQUEST,
-            Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Unauthenticated(_) | NoCredentials => StatusCode::UNAUTHORIZED,
             Forbidden(_) | TenantSuspended => StatusCode::FORBIDDEN,
             TenantNotFound | ToolNotFound(_) | NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -163,7 +166,7 @@ impl ApiError {
         use ApiError::*;
         match self {
             InvalidRequest(_) => "invalid_request",
-            Unauthenticated(_) => "unauthenticated",
+            Unauthenticated(_) | NoCredentials => "unauthenticated",
             Forbidden(_) => "forbidden",
             TenantSuspended => "tenant_suspended",
             TenantNotFound => "tenant_not_found",
@@ -280,6 +283,13 @@ impl IntoResponse for ApiError {
             if let Ok(v) = HeaderValue::from_str(&challenge) {
                 res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
+        }
+        if let ApiError::NoCredentials = &self {
+            // RFC 6750 §3.1: a request without credentials gets no error code.
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="intercom-mcp-gateway""#),
+            );
         }
         res.extensions_mut().insert(problem);
         res.extensions_mut().insert(logged);

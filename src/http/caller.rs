@@ -23,7 +23,7 @@ impl FromRequestParts<AppState> for Authenticated {
             .headers
             .get(AUTHORIZATION)
             .and_then(|h| h.to_str().ok());
-        let token = bearer_token(header).map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+        let token = bearer_token(header).map_err(|_| ApiError::NoCredentials)?;
         let span = tracing::info_span!("auth", caller = Empty, outcome = Empty);
         let verified = state.verifier.verify(token).instrument(span.clone()).await;
         span.record("outcome", if verified.is_ok() { "ok" } else { "rejected" });

@@ -31,7 +31,13 @@ async fn every_bad_token_is_a_401_with_a_challenge(_: PgPoolOptions, db: PgConne
     let good = app.add_tenant("acme").await;
     let path = "/v1/tenants/acme/tools";
 
-    assert_unauthenticated(app.request(Method::GET, path, None, None).await).await;
+    let bare = app.request(Method::GET, path, None, None).await;
+    // RFC 6750 §3.1: no credentials, no error code in the challenge.
+    assert_eq!(
+        bare.headers()["www-authenticate"],
+        r#"Bearer realm="intercom-mcp-gateway""#
+    );
+    assert_unauthenticated(bare).await;
     let basic = app
         .http
         .get(format!("{}{path}", app.base))
@@ -40,7 +46,14 @@ async fn every_bad_token_is_a_401_with_a_challenge(_: PgPoolOptions, db: PgConne
         .await
         .unwrap();
     assert_unauthenticated(basic).await;
-    assert_unauthenticated(app.get(path, "not-a-jwt").await).await;
+    let bad = app.get(path, "not-a-jwt").await;
+    assert!(
+        bad.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains(r#"error="invalid_token""#)
+    );
+    assert_unauthenticated(bad).await;
 
     // Expired an hour ago (well beyond the clock-skew leeway).
     let exp = time::OffsetDateTime::now_utc().unix_timestamp() - 3600;
