@@ -69,3 +69,9 @@ pub fn is_unreachable(e: &sqlx::Error) -> bool {
             | sqlx::Error::Protocol(_)
     )
 }
+
+/// Whether any cause in `e`'s chain is [`is_unreachable`].
+pub fn is_unreachable_chain(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<sqlx::Error>().is_some_and(is_unreachable))
+}

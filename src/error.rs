@@ -124,6 +124,18 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl ApiError {
+    /// An infrastructure failure: 503 `database_unavailable` when Postgres could not be
+    /// reached, else 500 `internal`.
+    pub fn infrastructure(e: anyhow::Error) -> Self {
+        if crate::db::is_unreachable_chain(&e) {
+            ApiError::DatabaseUnavailable(e)
+        } else {
+            ApiError::Internal(e)
+        }
+    }
+}
+
 impl From<crate::tenants::LoadError> for ApiError {
     fn from(e: crate::tenants::LoadError) -> Self {
         if e.database_unreachable {

@@ -42,7 +42,7 @@ pub(super) async fn run_tool(
             .quotas
             .check(&key.tenant, quota)
             .await
-            .map_err(ApiError::Internal)?
+            .map_err(ApiError::infrastructure)?
         {
             Ok(()) => {}
             Err(retry_after) => {
