@@ -3,6 +3,7 @@ mod audit;
 mod auth;
 mod errors;
 mod fake_intercom;
+mod fake_protocol;
 mod helpers;
 mod limits;
 mod oauth;
