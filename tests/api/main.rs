@@ -13,6 +13,7 @@ mod otlp;
 mod pool;
 mod pool_limits;
 mod prom;
+mod protocol;
 mod replicas;
 mod rotation;
 mod secrets;
