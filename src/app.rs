@@ -75,6 +75,7 @@ impl Application {
                 idle_timeout: args.pool.pool_idle_timeout,
                 catalog_ttl: Duration::from_secs(300),
                 drain_timeout: args.shutdown_timeout,
+                upstream_protocol: args.pool.upstream_protocol,
             },
             metrics.clone(),
         )?;

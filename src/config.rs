@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 use url::Url;
 
+use crate::mcp::UpstreamProtocol;
 use crate::tenants::crypto::Keyring;
 
 #[derive(Debug, Parser)]
@@ -327,6 +328,12 @@ pub struct PoolArgs {
     /// Age after which an upstream session takes no new calls and is replaced.
     #[arg(long, env = "GATEWAY_POOL_MAX_SESSION_AGE", value_name = "GATEWAY_POOL_MAX_SESSION_AGE", default_value = "1h", value_parser = parse_duration)]
     pub pool_max_session_age: Duration,
+
+    /// MCP generation spoken upstream: `auto` (probe with `server/discover`, fall back to
+    /// `initialize`), `session` (initialize + Mcp-Session-Id, up to 2025-11-25) or
+    /// `stateless` (2026-07-28, no session id).
+    #[arg(long, env = "GATEWAY_UPSTREAM_PROTOCOL", value_name = "GATEWAY_UPSTREAM_PROTOCOL", value_enum, default_value_t = UpstreamProtocol::Auto)]
+    pub upstream_protocol: UpstreamProtocol,
 
     /// Consecutive upstream outages (5xx, connection failures, timeouts) that open a tenant's circuit.
     #[arg(long, env = "GATEWAY_CIRCUIT_FAILURE_THRESHOLD", value_name = "GATEWAY_CIRCUIT_FAILURE_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]

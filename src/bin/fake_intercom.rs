@@ -3,6 +3,7 @@
 //! ```text
 //! fake-intercom --listen 0.0.0.0:8090 --workspace tok-acme=acme --workspace tok-globex=globex
 //! FAKE_INTERCOM_WORKSPACES=tok-acme=acme,tok-globex=globex fake-intercom
+//! fake-intercom --protocol stateless     # the stateless MCP 2026-07-28 revision only
 //! ```
 //! Knobs are HTTP routes under `/_fake/` (see `fake_intercom::knobs`).
 
@@ -10,7 +11,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
-use intercom_mcp_gateway::fake_intercom::{FakeIntercom, FakeOptions};
+use intercom_mcp_gateway::fake_intercom::{FakeIntercom, FakeOptions, FakeProtocol};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -31,6 +32,11 @@ struct Args {
     /// tools/list page size.
     #[arg(long, env = "FAKE_INTERCOM_TOOLS_PAGE_SIZE", default_value_t = 4)]
     tools_page_size: usize,
+
+    /// MCP generation(s) served: `session` (initialize + Mcp-Session-Id, like Intercom today),
+    /// `stateless` (2026-07-28 only) or `both`.
+    #[arg(long, env = "FAKE_INTERCOM_PROTOCOL", value_enum, default_value_t = FakeProtocol::Session)]
+    protocol: FakeProtocol,
 
     /// A tenant as TOKEN=WORKSPACE; repeatable (env: comma-separated).
     #[arg(
@@ -65,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         listen: Some(args.listen),
         json_response: args.json_response,
         tools_page_size: args.tools_page_size,
+        protocol: args.protocol,
     })
     .await?;
     for (token, workspace) in &args.workspaces {

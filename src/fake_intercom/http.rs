@@ -2,8 +2,10 @@
 //!
 //! Layout (outermost first on `/mcp`):
 //!   `wire::gate` — count what went over the wire, authenticate the bearer token, inject
-//!   faults, track in-flight calls and session/token pairs, collapse SSE into JSON in JSON mode
-//!   → rmcp `StreamableHttpService` (sessions, Streamable HTTP rules, 404 for unknown sessions)
+//!   faults, track in-flight calls and session/token pairs, collapse SSE into JSON in JSON mode,
+//!   refuse the requests the chosen MCP generation does not know, break streams on request
+//!   → rmcp `StreamableHttpService` (sessions, Streamable HTTP rules, 404 for unknown sessions;
+//!   stateless 2026-07-28 requests and their header checks)
 //!   → `server::FakeServer` (tools).
 //! The OAuth/REST routes and the `/_fake` knobs sit beside `/mcp` with no gate.
 
@@ -17,6 +19,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::FakeProtocol;
 use super::server::FakeServer;
 use super::state::AppState;
 use super::{knobs, oauth, wire};
@@ -26,11 +29,19 @@ use super::{knobs, oauth, wire};
 pub(crate) const WWW_AUTHENTICATE: &str = r#"Bearer realm="OAuth", error="invalid_token", error_description="Missing or invalid access token""#;
 
 pub(crate) fn router(state: Arc<AppState>, shutdown: CancellationToken) -> Router {
+    let stateless_only = state.protocol == FakeProtocol::Stateless;
     let config = StreamableHttpServerConfig::default()
         .with_sse_keep_alive(None)
         // Reachable as `fake-intercom:8090` in docker-compose, so no DNS-rebinding Host list;
         // the Origin allow-list is empty (unchecked) by default.
         .disable_allowed_hosts()
+        // A 2026-07-28-only server has no sessions (GET and DELETE answer 405, no
+        // `Mcp-Session-Id` is ever issued) and requires `MCP-Protocol-Version` and the
+        // `_meta` protocol version on every request; rmcp then also checks the
+        // `Mcp-Method`/`Mcp-Name` headers against the body (400, -32020 HeaderMismatch).
+        // The session and dual-era modes keep rmcp's sessions for `initialize`d clients.
+        .with_legacy_session_mode(!stateless_only)
+        .with_stateless_protocol_metadata_required(stateless_only)
         .with_cancellation_token(shutdown);
     let handler_state = state.clone();
     let mcp = StreamableHttpService::new(

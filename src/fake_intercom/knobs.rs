@@ -32,6 +32,18 @@ struct Latency {
 }
 
 #[derive(Deserialize)]
+struct StreamBreaks {
+    #[serde(default = "one")]
+    count: u32,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Deserialize)]
 struct Code {
     code: String,
     token: String,
@@ -43,6 +55,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/_fake/revoke", post(revoke))
         .route("/_fake/expire-sessions", post(expire_sessions))
         .route("/_fake/faults", post(inject_fault))
+        .route("/_fake/stream-breaks", post(break_streams))
         .route("/_fake/latency", put(set_latency))
         .route("/_fake/stats", get(stats))
         .route("/_fake/oauth/codes", post(add_code))
@@ -67,6 +80,14 @@ async fn expire_sessions(State(state): State<Arc<AppState>>) -> Response {
 
 async fn inject_fault(State(state): State<Arc<AppState>>, Json(fault): Json<Fault>) -> StatusCode {
     state.inject_fault(fault);
+    StatusCode::NO_CONTENT
+}
+
+async fn break_streams(
+    State(state): State<Arc<AppState>>,
+    Json(b): Json<StreamBreaks>,
+) -> StatusCode {
+    state.break_streams(b.count, b.token.as_deref());
     StatusCode::NO_CONTENT
 }
 

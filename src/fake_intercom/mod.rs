@@ -2,7 +2,8 @@
 //! Intercom REST endpoints the OAuth flow uses, for the gateway's tests, demo and compose file.
 //!
 //! It behaves like the real server as far as it is known (`shared/research/intercom-mcp.md`):
-//! Streamable HTTP with sessions (rmcp's server), bearer-token auth with Intercom's exact 401,
+//! Streamable HTTP with sessions (rmcp's server) — or, with [`FakeProtocol`], the stateless
+//! 2026-07-28 revision or both generations —, bearer-token auth with Intercom's exact 401,
 //! per-workspace data, the `search` DSL, Intercom's result shapes and error texts. On top it
 //! offers knobs (tenants, revocation, session expiry, faults, latency) and counts what went
 //! over the wire per token, so tests can assert on the gateway's upstream behaviour.
@@ -18,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod breaks;
 mod call;
 mod companies;
 mod contacts;
@@ -48,6 +50,25 @@ pub use state::{Fault, TokenStats};
 
 use state::AppState;
 
+/// Which MCP generation(s) the fake serves (MCP 2026-07-28, basic/versioning §Backward
+/// Compatibility: legacy, modern and dual-era servers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FakeProtocol {
+    /// Session-based only (up to 2025-11-25), as Intercom is known to be: `initialize`, then
+    /// `Mcp-Session-Id` on every request. `server/discover` without a session is refused the
+    /// way session-based servers refuse any non-initialize request without one (400), which
+    /// dual-era clients read as "fall back to initialize".
+    #[default]
+    Session,
+    /// Only the stateless 2026-07-28 revision: `server/discover`, per-request `_meta`,
+    /// `Mcp-Method`/`Mcp-Name` headers required, never an `Mcp-Session-Id`, 405 on GET and
+    /// DELETE; `initialize` gets 400 with an UnsupportedProtocolVersionError naming 2026-07-28.
+    Stateless,
+    /// Both: `initialize` opens a session (negotiated down to 2025-11-25 whatever the client
+    /// offers); requests carrying 2026-07-28 `_meta` are served statelessly.
+    Both,
+}
+
 /// How to run the fake.
 #[derive(Debug, Clone)]
 pub struct FakeOptions {
@@ -57,6 +78,8 @@ pub struct FakeOptions {
     pub json_response: bool,
     /// `tools/list` page size; small by default so clients must follow `nextCursor`.
     pub tools_page_size: usize,
+    /// The MCP generation(s) served.
+    pub protocol: FakeProtocol,
 }
 
 impl Default for FakeOptions {
@@ -65,6 +88,7 @@ impl Default for FakeOptions {
             listen: None,
             json_response: false,
             tools_page_size: 4,
+            protocol: FakeProtocol::Session,
         }
     }
 }
@@ -92,7 +116,11 @@ impl FakeIntercom {
             .await
             .with_context(|| format!("binding fake Intercom to {listen}"))?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(AppState::new(opts.json_response, opts.tools_page_size));
+        let state = Arc::new(AppState::new(
+            opts.json_response,
+            opts.tools_page_size,
+            opts.protocol,
+        ));
         let shutdown = CancellationToken::new();
         let app = http::router(state.clone(), shutdown.child_token());
         let stop = shutdown.clone();
@@ -104,7 +132,7 @@ impl FakeIntercom {
                 tracing::error!(%error, "fake Intercom server failed");
             }
         });
-        tracing::info!(%addr, json_response = opts.json_response, "fake Intercom listening");
+        tracing::info!(%addr, json_response = opts.json_response, protocol = ?opts.protocol, "fake Intercom listening");
         Ok(FakeIntercom {
             inner: Arc::new(Inner {
                 state,
@@ -153,6 +181,14 @@ impl FakeIntercom {
     /// Queues a fault for the next `fault.count` matching `tools/call` POSTs.
     pub fn inject_fault(&self, fault: Fault) {
         self.inner.state.inject_fault(fault);
+    }
+
+    /// The next `count` `tools/call` answers (of `token`, or any token) run the tool but break
+    /// off before the JSON-RPC result: an SSE answer keeps its progress events and then the
+    /// connection drops; a JSON answer drops halfway through its body. Under 2026-07-28 such
+    /// a request is lost and must be re-issued (no `Last-Event-ID` resumption).
+    pub fn break_streams(&self, count: u32, token: Option<&str>) {
+        self.inner.state.break_streams(count, token);
     }
 
     pub fn stats(&self, token: &str) -> TokenStats {

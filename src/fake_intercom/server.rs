@@ -11,6 +11,7 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
+use super::FakeProtocol;
 use super::call::{self, Call, Output};
 use super::state::AppState;
 use super::tools::{self, ToolKind};
@@ -21,6 +22,8 @@ use super::tools::{self, ToolKind};
 #[derive(Debug, Clone)]
 pub(crate) struct Tenant {
     pub workspace: Arc<str>,
+    /// The bearer token, for the per-token wire counters.
+    pub token: Arc<str>,
 }
 
 #[derive(Clone)]
@@ -59,10 +62,21 @@ impl ServerHandler for FakeServer {
             )
     }
 
-    /// Intercom advertises nothing about 2026-07-28 (sessionless MCP), so neither do we: an
-    /// rmcp client offering it in `initialize` is answered with 2025-11-25.
+    /// Intercom advertises nothing about 2026-07-28 (stateless MCP), so by default neither do
+    /// we: an `initialize` offering it is answered with 2025-11-25. The other modes serve the
+    /// stateless revision only, or both (rmcp negotiates `initialize` down to the newest
+    /// revision that still has the handshake, 2025-11-25, and serves 2026-07-28 `_meta`
+    /// requests statelessly).
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+        match self.state.protocol {
+            FakeProtocol::Session => {
+                Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+            }
+            FakeProtocol::Stateless => Cow::Owned(vec![ProtocolVersion::V_2026_07_28]),
+            FakeProtocol::Both => {
+                Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2026_07_28))
+            }
+        }
     }
 
     async fn list_tools(
@@ -115,13 +129,17 @@ impl ServerHandler for FakeServer {
             let note = ProgressNotificationParam::new(token.clone(), 1.0)
                 .with_total(2.0)
                 .with_message("querying Intercom");
-            let _ = context.peer.notify_progress(note).await;
+            if context.peer.notify_progress(note).await.is_ok() {
+                self.state
+                    .count(&tenant.token, |s| s.progress_notifications += 1);
+            }
         }
         let latency = self.state.latency();
         if !latency.is_zero() {
             tokio::select! {
                 () = tokio::time::sleep(latency) => {}
                 () = context.ct.cancelled() => {
+                    self.state.count(&tenant.token, |s| s.cancelled_calls += 1);
                     return Err(ErrorData::internal_error("request cancelled", None));
                 }
             }
@@ -130,7 +148,10 @@ impl ServerHandler for FakeServer {
             let note = ProgressNotificationParam::new(token, 2.0)
                 .with_total(2.0)
                 .with_message("formatting results");
-            let _ = context.peer.notify_progress(note).await;
+            if context.peer.notify_progress(note).await.is_ok() {
+                self.state
+                    .count(&tenant.token, |s| s.progress_notifications += 1);
+            }
         }
 
         let data = self.state.data(&tenant.workspace);

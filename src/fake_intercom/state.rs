@@ -8,6 +8,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::FakeProtocol;
 use super::data::WorkspaceData;
 
 /// An HTTP fault answered instead of the next matching `tools/call` POST(s).
@@ -39,6 +40,9 @@ fn one() -> u32 {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TokenStats {
     pub initializes: u64,
+    /// `server/discover` requests (the 2026-07-28 replacement of `initialize`), answered or
+    /// refused.
+    pub discovers: u64,
     pub initialized_notifications: u64,
     pub tool_calls: u64,
     pub list_tools: u64,
@@ -46,6 +50,14 @@ pub struct TokenStats {
     pub requests: u64,
     pub max_in_flight_calls: u64,
     pub calls_by_tool: BTreeMap<String, u64>,
+    /// `notifications/progress` sent before `tools/call` results (SSE answers only).
+    pub progress_notifications: u64,
+    /// `tools/call` answers broken off before their result (see `break_streams`).
+    pub broken_streams: u64,
+    /// `tools/call`s the client cancelled while the fake was still working on them
+    /// (`notifications/cancelled`, or a closed 2026-07-28 response stream), seen during the
+    /// `set_latency` delay.
+    pub cancelled_calls: u64,
 }
 
 #[derive(Default)]
@@ -62,8 +74,15 @@ struct TokenEntry {
     revoked: bool,
 }
 
+/// `count` more `tools/call` answers (of `token`, or any) to break off before the result.
+struct StreamBreak {
+    count: u32,
+    token: Option<String>,
+}
+
 pub(crate) struct AppState {
     pub json_response: bool,
+    pub protocol: FakeProtocol,
     pub tools_page_size: usize,
     /// rmcp's in-memory sessions, shared with the `StreamableHttpService`.
     pub sessions: Arc<LocalSessionManager>,
@@ -71,6 +90,7 @@ pub(crate) struct AppState {
     workspaces: Mutex<HashMap<Arc<str>, Arc<WorkspaceData>>>,
     counters: Mutex<HashMap<String, Counters>>,
     faults: Mutex<Vec<Fault>>,
+    stream_breaks: Mutex<Vec<StreamBreak>>,
     latency: Mutex<Duration>,
     session_tokens: Mutex<HashMap<String, BTreeSet<String>>>,
     oauth_codes: Mutex<HashMap<String, String>>,
@@ -85,15 +105,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AppState {
-    pub(crate) fn new(json_response: bool, tools_page_size: usize) -> AppState {
+    pub(crate) fn new(
+        json_response: bool,
+        tools_page_size: usize,
+        protocol: FakeProtocol,
+    ) -> AppState {
         AppState {
             json_response,
+            protocol,
             tools_page_size: tools_page_size.max(1),
             sessions: Arc::default(),
             tokens: Mutex::default(),
             workspaces: Mutex::default(),
             counters: Mutex::default(),
             faults: Mutex::default(),
+            stream_breaks: Mutex::default(),
             latency: Mutex::default(),
             session_tokens: Mutex::default(),
             oauth_codes: Mutex::default(),
@@ -199,6 +225,31 @@ impl AppState {
             faults.remove(index);
         }
         Some(taken)
+    }
+
+    pub(crate) fn break_streams(&self, count: u32, token: Option<&str>) {
+        if count > 0 {
+            lock(&self.stream_breaks).push(StreamBreak {
+                count,
+                token: token.map(str::to_owned),
+            });
+        }
+    }
+
+    /// Consumes one planned stream break that applies to `token`, if any.
+    pub(crate) fn take_stream_break(&self, token: &str) -> bool {
+        let mut breaks = lock(&self.stream_breaks);
+        let Some(index) = breaks
+            .iter()
+            .position(|b| b.token.as_deref().is_none_or(|t| t == token))
+        else {
+            return false;
+        };
+        breaks[index].count -= 1;
+        if breaks[index].count == 0 {
+            breaks.remove(index);
+        }
+        true
     }
 
     pub(crate) fn set_latency(&self, d: Duration) {

@@ -14,10 +14,11 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::Value;
 
+use super::FakeProtocol;
 use super::http::{bearer, intercom_error, unauthorized};
-use super::json_mode;
 use super::server::Tenant;
 use super::state::{AppState, Fault, InFlight};
+use super::{breaks, json_mode};
 
 /// Matches rmcp's own request body limit.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -28,6 +29,10 @@ const SESSION_HEADER: &str = "mcp-session-id";
 struct Envelope {
     method: Option<String>,
     tool: Option<String>,
+    /// `params.protocolVersion` of an `initialize`.
+    protocol_version: Option<String>,
+    /// The JSON-RPC id (null when absent).
+    id: Value,
 }
 
 pub(crate) async fn gate(
@@ -45,7 +50,10 @@ pub(crate) async fn gate(
     };
 
     let (mut parts, body) = request.into_parts();
-    parts.extensions.insert(Tenant { workspace });
+    parts.extensions.insert(Tenant {
+        workspace,
+        token: Arc::from(token.as_str()),
+    });
     let (envelope, body) = if parts.method == Method::POST {
         let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
             return intercom_error(
@@ -70,6 +78,7 @@ pub(crate) async fn gate(
     }
     state.count(&token, |s| match method {
         Some("initialize") => s.initializes += 1,
+        Some("server/discover") => s.discovers += 1,
         Some("notifications/initialized") => s.initialized_notifications += 1,
         Some("tools/list") => s.list_tools += 1,
         Some("tools/call") => {
@@ -86,6 +95,37 @@ pub(crate) async fn gate(
         .and_then(|v| v.to_str().ok())
     {
         state.saw_session(session, &token);
+    }
+
+    let has_session = request.headers().contains_key(SESSION_HEADER);
+    match (state.protocol, method) {
+        // A session-based server knows no `server/discover`; without a session it refuses
+        // any request but `initialize` with 400, before looking at the method (this is the
+        // TypeScript SDK's answer). Dual-era clients read that as "fall back to initialize".
+        (FakeProtocol::Session, Some("server/discover")) if !has_session => {
+            return jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                -32000,
+                "Bad Request: No valid session ID provided",
+                None,
+            );
+        }
+        // A 2026-07-28-only server has no handshake. The transport spec answers a request
+        // for a revision the server does not implement with 400 and an
+        // UnsupportedProtocolVersionError naming what it supports (basic/versioning: such a
+        // server SHOULD name its versions in any error it returns to `initialize`).
+        (FakeProtocol::Stateless, Some("initialize")) => {
+            let requested = envelope.protocol_version.clone().unwrap_or_default();
+            return jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                envelope.id.clone(),
+                -32022,
+                "Unsupported protocol version: this server speaks only 2026-07-28 (no initialize; use server/discover)",
+                Some(serde_json::json!({"supported": ["2026-07-28"], "requested": requested})),
+            );
+        }
+        _ => {}
     }
 
     let is_call = method == Some("tools/call");
@@ -110,6 +150,13 @@ pub(crate) async fn gate(
     } else {
         response
     };
+    let response = if is_call && response.status().is_success() && state.take_stream_break(&token) {
+        tracing::debug!("fake /mcp: breaking the answer off before its result");
+        state.count(&token, |s| s.broken_streams += 1);
+        breaks::cut(response).await
+    } else {
+        response
+    };
     match in_flight {
         Some(guard) if is_event_stream(&response) => hold_until_sent(response, guard),
         _ => response,
@@ -123,7 +170,27 @@ fn read_envelope(bytes: &Bytes) -> Envelope {
     Envelope {
         method: value["method"].as_str().map(str::to_owned),
         tool: value["params"]["name"].as_str().map(str::to_owned),
+        protocol_version: value["params"]["protocolVersion"]
+            .as_str()
+            .map(str::to_owned),
+        id: value.get("id").cloned().unwrap_or(Value::Null),
     }
+}
+
+/// A JSON-RPC error answered at the HTTP level, with the given status.
+fn jsonrpc_error(
+    status: StatusCode,
+    id: Value,
+    code: i64,
+    message: &str,
+    data: Option<Value>,
+) -> Response {
+    let mut error = serde_json::json!({"code": code, "message": message});
+    if let Some(data) = data {
+        error["data"] = data;
+    }
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": error});
+    (status, axum::Json(body)).into_response()
 }
 
 fn is_event_stream(response: &Response) -> bool {

@@ -10,7 +10,7 @@ use super::AppState;
 use super::caller::{Authenticated, Need, authorize, tenant_id};
 use super::extract::{Json, Path};
 use crate::error::{ApiError, Problem};
-use crate::mcp::SessionInfo;
+use crate::mcp::{ProtocolInfo, SessionInfo};
 use crate::tenants::repo;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -21,6 +21,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct SessionList {
     /// The tenant's open upstream MCP sessions, as they are now (empty when idle).
     pub sessions: Vec<SessionInfo>,
+    /// What the tenant's upstream negotiated on this replica: the MCP generation and revision
+    /// (remembered while the tenant's pool lives); null before the first upstream call.
+    pub protocol: Option<ProtocolInfo>,
 }
 
 /// The tenant's upstream MCP sessions, live: never the session ids themselves, only a hash.
@@ -44,5 +47,6 @@ async fn list_sessions(
     }
     Ok(Json(SessionList {
         sessions: state.upstream.sessions(&id).await,
+        protocol: state.upstream.protocol(&id).await,
     }))
 }

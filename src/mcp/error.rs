@@ -125,6 +125,26 @@ impl UpstreamError {
                 false,
                 false,
             ),
+            // The discover probe said "session-based server" and the `initialize` that
+            // followed failed: that second failure is the one that matters (a 401 there is
+            // a revoked token, a 429 a rate limit).
+            ClientInitializeError::LegacyFallbackFailed { fallback, .. } => {
+                UpstreamError::from_initialize(*fallback)
+            }
+            ClientInitializeError::NoCompatibleProtocolVersion {
+                server_supported, ..
+            } => UpstreamError::failed(
+                format!(
+                    "the upstream does not offer the stateless MCP revision 2026-07-28 (it offers {})",
+                    server_supported
+                        .iter()
+                        .map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                false,
+                false,
+            ),
             other => UpstreamError::failed(format!("initialize failed: {other}"), true, true),
         }
     }

@@ -8,6 +8,7 @@ mod catalog;
 mod circuit;
 mod error;
 mod pool;
+mod protocol;
 pub mod schema;
 mod session;
 mod wire;
@@ -26,6 +27,7 @@ use utoipa::ToSchema;
 
 pub use catalog::{Catalog, ToolSpec};
 pub use error::UpstreamError;
+pub use protocol::{ProtocolInfo, UpstreamProtocol};
 
 use crate::telemetry::Metrics;
 use crate::tenants::TenantId;
@@ -66,12 +68,15 @@ pub struct PoolSettings {
     pub catalog_ttl: Duration,
     /// How long a replaced or deleted credential's sessions may finish their calls.
     pub drain_timeout: Duration,
+    /// `GATEWAY_UPSTREAM_PROTOCOL`: session-based MCP, stateless 2026-07-28, or probe.
+    pub upstream_protocol: UpstreamProtocol,
 }
 
 /// A live session as `GET .../sessions` shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SessionInfo {
-    /// A short SHA-256 prefix of the upstream `Mcp-Session-Id` (the id itself is never shown).
+    /// A short SHA-256 prefix of the upstream `Mcp-Session-Id` (the id itself is never shown);
+    /// null for a stateless 2026-07-28 channel, which has no session id.
     pub id_hash: Option<String>,
     /// `ready`, `draining` (past `GATEWAY_POOL_MAX_SESSION_AGE`: takes no new calls, closes
     /// when its calls are done) or `closed`.
@@ -82,6 +87,9 @@ pub struct SessionInfo {
     pub calls: u64,
     /// The MCP protocol revision the upstream negotiated.
     pub protocol_version: String,
+    /// `session` (initialize + `Mcp-Session-Id`) or `stateless` (2026-07-28: a channel of
+    /// pooled HTTP connections opened with `server/discover`, no server-side session).
+    pub mode: &'static str,
 }
 
 /// A tool's answer, free of rmcp types.
@@ -324,6 +332,12 @@ impl Upstream {
             Some(p) => p.infos(&self.ctx),
             None => Vec::new(),
         }
+    }
+
+    /// What the tenant's upstream negotiated (`None` until a session opened since the pool
+    /// was created, or after the pool went idle).
+    pub async fn protocol(&self, tenant: &TenantId) -> Option<ProtocolInfo> {
+        self.pools.get(tenant).await?.protocol_info()
     }
 
     /// Closes every session (DELETE upstream), waiting at most `deadline` for calls in flight.

@@ -24,6 +24,7 @@ use tracing::field::Empty;
 use super::catalog::Catalog;
 use super::circuit::{Admission, Change, Health, Ticket};
 use super::error::UpstreamError;
+use super::protocol::{Negotiation, ProtocolInfo};
 use super::session::{InFlight, Session};
 use super::wire::WireClient;
 use super::{PoolKey, PoolSettings, SessionInfo, UpstreamContext};
@@ -41,6 +42,8 @@ pub(super) struct TenantPool {
     released: Arc<Notify>,
     queued: AtomicUsize,
     admission: Admission,
+    /// Which MCP generation the upstream speaks, learned by the first session (`protocol.rs`).
+    protocol: Negotiation,
 }
 
 enum Pick {
@@ -70,6 +73,7 @@ impl TenantPool {
             released: Arc::default(),
             queued: AtomicUsize::new(0),
             admission: Admission::new(settings.circuit_failures, settings.circuit_cooldown),
+            protocol: Negotiation::new(settings.upstream_protocol),
         }
     }
 
@@ -184,9 +188,10 @@ impl TenantPool {
             protocol_version = Empty,
             outcome = Empty,
         );
-        let connected = Session::connect(&self.key, wire, cap, self.released.clone())
-            .instrument(span.clone())
-            .await;
+        let connected =
+            Session::connect(&self.key, wire, cap, self.released.clone(), &self.protocol)
+                .instrument(span.clone())
+                .await;
         // The session events below are logged inside the span: they become its span events.
         let _entered = span.enter();
         match connected {
@@ -197,6 +202,7 @@ impl TenantPool {
                 tracing::info!(
                     tenant = %self.key.tenant,
                     protocol_version = %session.protocol_version,
+                    mode = session.mode.as_str(),
                     event = "initialized",
                     "upstream session initialized"
                 );
@@ -262,6 +268,10 @@ impl TenantPool {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Session>>> {
         self.sessions.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn protocol_info(&self) -> Option<ProtocolInfo> {
+        self.protocol.info()
     }
 
     pub(super) fn infos(&self, ctx: &UpstreamContext) -> Vec<SessionInfo> {

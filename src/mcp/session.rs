@@ -1,4 +1,9 @@
 //! One upstream MCP session: an rmcp client running over our [`WireClient`].
+//!
+//! With a session-based server (≤ 2025-11-25) that is one `Mcp-Session-Id`; with a stateless
+//! 2026-07-28 server it is a channel without server-side state: rmcp's worker (our cap on
+//! concurrent calls) over the shared reqwest client (HTTP connection reuse), opened by one
+//! `server/discover`.
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -11,7 +16,7 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities, ClientConfig,
     Implementation, PaginatedRequestParams, ProtocolVersion, RequestMetaObject, Tool,
 };
-use rmcp::service::{Peer, RoleClient, RunningService, ServiceExt};
+use rmcp::service::{ClientInitializeError, ClientServiceExt, Peer, RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::common::client_side_sse::SseRetryPolicy;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -19,6 +24,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use super::error::UpstreamError;
+use super::protocol::{Mode, Negotiation, Plan};
 use super::wire::WireClient;
 use super::{PoolKey, SessionInfo};
 use crate::telemetry::propagation;
@@ -36,6 +42,7 @@ pub(super) struct Session {
     /// The pool's wake-up for queued callers: notified whenever a call ends here.
     released: Arc<Notify>,
     pub(super) protocol_version: String,
+    pub(super) mode: Mode,
 }
 
 /// A call's claim on a session: counted in flight for as long as it lives, even if the
@@ -58,55 +65,59 @@ impl Drop for InFlight {
 }
 
 impl Session {
-    /// Opens a session: `initialize`, then `notifications/initialized` (rmcp does both).
+    /// Opens a session the way `negotiation` says: `initialize` + `notifications/initialized`,
+    /// `server/discover`, or the discover probe that falls back to `initialize` (rmcp does
+    /// each), and records what the server negotiated.
     pub(super) async fn connect(
         key: &PoolKey,
         wire: WireClient,
         max_in_flight: usize,
         released: Arc<Notify>,
+        negotiation: &Negotiation,
     ) -> Result<Self, UpstreamError> {
         // rmcp sends the handshake from its own task, outside our span: hand the wire the
         // `traceparent` of the caller's `mcp.initialize` span for the duration of it.
         wire.set_handshake_traceparent(propagation::traceparent(&tracing::Span::current()));
-        let config = StreamableHttpClientTransportConfig::with_uri(key.url.as_ref())
-            .auth_header(key.token.expose_secret().to_owned())
-            // The pool enforces the per-session cap; rmcp's own limit must not be tighter.
-            .max_concurrent_requests(max_in_flight.max(1))
-            // On a 404 for our session id (MCP transports §Session Management) rmcp waits for
-            // the session's other POSTs, replays `initialize` + `notifications/initialized`
-            // once for all of them, and retries each POST that got the 404 (those provably did
-            // not run). A POST that was already running is not retried; the pool retries it
-            // only for read-only tools.
-            .reinit_on_expired_session(true);
-        let mut config = config;
-        config.retry_config = Arc::new(ResumePolicy);
-        let transport = StreamableHttpClientTransport::with_client(wire.clone(), config);
-        // Offer the newest revision that still has initialize + sessions; servers answer with
-        // their own version when they do not support it (MCP lifecycle, version negotiation).
-        let info = ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("intercom-mcp-gateway", env!("CARGO_PKG_VERSION")),
-        )
-        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
-        // rmcp's worker keeps the span current at `serve` for the session's whole life, and a
-        // span that never closes keeps its parents (the caller's request) from ever being
-        // exported. So the session starts on a task of its own, outside any span.
-        let started = tokio::spawn(info.serve(transport)).await;
+        let plan = negotiation.plan();
+        let mut started = start(key, &wire, max_in_flight, plan).await;
+        if plan == Plan::Probe
+            && let Err(ClientInitializeError::NoCompatibleProtocolVersion { .. }) = &started
+        {
+            // The server answered `server/discover` but lists no stateless revision (rmcp's
+            // own session-based servers do that): it is session-based; initialize afresh.
+            tracing::debug!("server/discover lists no stateless revision; initializing instead");
+            started = start(key, &wire, max_in_flight, Plan::Initialize).await;
+        }
         wire.set_handshake_traceparent(None);
-        let service = match started {
-            Ok(r) => r.map_err(UpstreamError::from_initialize)?,
-            Err(e) => {
-                return Err(UpstreamError::Failed {
-                    detail: format!("the initialize task failed: {e}"),
-                    retryable: true,
-                    outage: false,
-                });
+        let service = started.map_err(|e| {
+            let e = match e {
+                ClientInitializeError::JsonRpcError(d) if plan == Plan::Discover => {
+                    UpstreamError::Failed {
+                        detail: format!(
+                            "server/discover refused ({}): the upstream does not speak the stateless MCP revision 2026-07-28",
+                            d.message
+                        ),
+                        retryable: false,
+                        outage: false,
+                    }
+                }
+                e => UpstreamError::from_initialize(e),
+            };
+            // A protocol-level refusal of the cached mode: probe again next time.
+            if matches!(e, UpstreamError::Failed { outage: false, .. }) {
+                negotiation.forget();
             }
-        };
-        let protocol_version = service
+            e
+        })?;
+        let version = service
             .peer_info()
-            .map(|i| i.protocol_version.to_string())
-            .unwrap_or_default();
+            .map(|i| i.protocol_version.clone())
+            .unwrap_or(ProtocolVersion::LATEST_WITH_INITIALIZE);
+        let mode = Mode::of(&version);
+        negotiation.learn(mode, version.as_str());
+        if mode == Mode::Stateless {
+            wire.event("discovered");
+        }
         Ok(Self {
             peer: service.peer().clone(),
             service: Mutex::new(Some(service)),
@@ -116,7 +127,8 @@ impl Session {
             in_flight: AtomicUsize::new(0),
             calls: AtomicU64::new(0),
             released,
-            protocol_version,
+            protocol_version: version.to_string(),
+            mode,
         })
     }
 
@@ -176,7 +188,27 @@ impl Session {
                     rmcp::ServiceError::McpError(d) => super::error::is_session_gone(&d.message),
                     _ => false,
                 };
-                let e = UpstreamError::from_service(e);
+                let stream_lost = matches!(e, rmcp::ServiceError::TransportClosed);
+                let e = match UpstreamError::from_service(e) {
+                    // 2026-07-28 streams are not resumable: "a broken response stream loses
+                    // the in-flight request; clients MUST re-issue it" (changelog). So every
+                    // transport failure of a stateless call may be re-issued; the pool does
+                    // that once for read-only tools, never for writes (they may have run).
+                    UpstreamError::Failed { detail, outage: true, .. }
+                        if self.mode == Mode::Stateless =>
+                    {
+                        UpstreamError::Failed {
+                            detail: if stream_lost {
+                                "the upstream response stream ended before the result".into()
+                            } else {
+                                detail
+                            },
+                            retryable: true,
+                            outage: true,
+                        }
+                    }
+                    e => e,
+                };
                 if gone || e.is_unrenewable_session() {
                     // Retire it now, so the retry (and everyone else) gets a fresh session
                     // instead of this one.
@@ -217,7 +249,8 @@ impl Session {
         }
     }
 
-    /// Ends the session; rmcp sends the `DELETE` (bounded by its cleanup timeout).
+    /// Ends the session; rmcp sends the `DELETE` (bounded by its cleanup timeout). A stateless
+    /// channel has no session id, so nothing is sent (2026-07-28 removed `DELETE`).
     pub(super) async fn close(&self) {
         let service = self.service.lock().ok().and_then(|mut g| g.take());
         if let Some(service) = service {
@@ -240,7 +273,43 @@ impl Session {
             in_flight: self.in_flight() as u64,
             calls: self.calls.load(Ordering::Relaxed),
             protocol_version: self.protocol_version.clone(),
+            mode: self.mode.as_str(),
         }
+    }
+}
+
+type Started = Result<RunningService<RoleClient, ClientConfig>, ClientInitializeError>;
+
+/// Starts rmcp's client on a fresh transport with the given lifecycle.
+async fn start(key: &PoolKey, wire: &WireClient, max_in_flight: usize, plan: Plan) -> Started {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(key.url.as_ref())
+        .auth_header(key.token.expose_secret().to_owned())
+        // The pool enforces the per-session cap; rmcp's own limit must not be tighter.
+        .max_concurrent_requests(max_in_flight.max(1))
+        // On a 404 for our session id (MCP transports §Session Management) rmcp waits for
+        // the session's other POSTs, replays `initialize` + `notifications/initialized`
+        // once for all of them, and retries each POST that got the 404 (those provably did
+        // not run). A POST that was already running is not retried; the pool retries it
+        // only for read-only tools. Stateless channels have no session to expire.
+        .reinit_on_expired_session(true);
+    config.retry_config = Arc::new(ResumePolicy);
+    let transport = StreamableHttpClientTransport::with_client(wire.clone(), config);
+    // `initialize` offers the newest revision that still has the handshake; servers answer
+    // with their own version when they do not support it (MCP lifecycle, version
+    // negotiation). `server/discover` asks for 2026-07-28 only (see `protocol.rs`).
+    let info = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("intercom-mcp-gateway", env!("CARGO_PKG_VERSION")),
+    )
+    .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
+    // rmcp's worker keeps the span current at `serve` for the session's whole life, and a
+    // span that never closes keeps its parents (the caller's request) from ever being
+    // exported. So the session starts on a task of its own, outside any span.
+    match tokio::spawn(info.serve_with_lifecycle(transport, plan.lifecycle())).await {
+        Ok(started) => started,
+        Err(e) => Err(ClientInitializeError::ConnectionClosed(format!(
+            "the initialize task failed: {e}"
+        ))),
     }
 }
 

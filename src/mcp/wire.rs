@@ -6,7 +6,7 @@
 //! sessions API can show a hash of it, and it counts the session lifecycle events that only
 //! the transport sees: a 404 for our session id (`expired`) and every successful `initialize`
 //! (`initialized`, plus `reinitialized` when it replaces an expired session — rmcp renews
-//! sessions inside its worker, invisible to the pool). Every call is delegated unchanged It also sets the W3C
+//! sessions inside its worker, invisible to the pool). Every call is delegated unchanged. It also sets the W3C
 //! `traceparent` header of each POST (see [`traceparent_of`]).
 
 use std::collections::HashMap;
@@ -77,6 +77,12 @@ impl WireClient {
             Ok(res) => self.record(res),
             Err(_) => {}
         }
+    }
+
+    /// Counts a session lifecycle event the transport cannot see on its own (`discovered`: a
+    /// stateless 2026-07-28 channel opened with `server/discover`).
+    pub(super) fn event(&self, event: &str) {
+        self.metrics.session_event(event);
     }
 
     pub(super) fn set_handshake_traceparent(&self, traceparent: Option<String>) {

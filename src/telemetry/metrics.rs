@@ -187,6 +187,7 @@ impl Metrics {
             "reinitialized",
             "closed",
             "failed",
+            "discovered",
         ] {
             session_events.with_label_values(&[e]);
         }

@@ -42,6 +42,7 @@ def test_default_values_render_no_object_that_needs_a_crd_or_an_ingress_controll
         {"config": {"logFormat": "xml"}},
         {"config": {"pool": {"maxSessions": 0}}},
         {"config": {"upstreamTimeout": "soon"}},
+        {"config": {"upstreamProtocol": "sessionless"}},
         {"secrets": {"jwtHs256Secret": "too-short"}},
         {"secrets": {"encryptionKeys": "no-kid-separator"}},
         {"image": {"pullPolicy": "Sometimes"}},
