@@ -28,6 +28,10 @@ const SESSION_HEADER: &str = "mcp-session-id";
 struct Envelope {
     method: Option<String>,
     tool: Option<String>,
+    /// The JSON-RPC request id.
+    id: Option<Value>,
+    /// `params.requestId` of a `notifications/cancelled`.
+    cancels: Option<Value>,
 }
 
 pub(crate) async fn gate(
@@ -80,6 +84,19 @@ pub(crate) async fn gate(
         _ if request.method() == Method::DELETE => s.deletes += 1,
         _ => {}
     });
+    match (method, envelope.id.clone(), envelope.cancels.clone()) {
+        (Some("tools/call"), Some(id), _) => state.record_call_id(&token, id),
+        (Some("notifications/cancelled"), _, Some(id)) => state.record_cancellation(&token, id),
+        _ => {}
+    }
+    if request.method() == Method::DELETE
+        && let Some(session) = request
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+    {
+        state.record_delete(session);
+    }
     if let Some(session) = request
         .headers()
         .get(SESSION_HEADER)
@@ -123,6 +140,8 @@ fn read_envelope(bytes: &Bytes) -> Envelope {
     Envelope {
         method: value["method"].as_str().map(str::to_owned),
         tool: value["params"]["name"].as_str().map(str::to_owned),
+        id: value.get("id").cloned(),
+        cancels: value["params"].get("requestId").cloned(),
     }
 }
 
