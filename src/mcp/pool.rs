@@ -363,8 +363,8 @@ impl TenantPool {
 
     /// Waits (bounded) for in-flight calls to finish, then closes every session.
     pub(super) async fn drain(&self, ctx: &UpstreamContext, deadline: Duration) {
+        // Taken out, so no call picks them; still counted in the gauge until each is closed.
         let sessions: Vec<Arc<Session>> = std::mem::take(&mut *self.write());
-        self.publish_count(ctx, 0);
         if self.admission.is_open() {
             ctx.metrics.set_circuit_open(&self.key.tenant, false);
         }
@@ -376,6 +376,13 @@ impl TenantPool {
             }
             s.close().await;
             ctx.metrics.session_event("closed");
+            if self
+                .reported
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                ctx.metrics.add_sessions(&self.key.tenant, -1);
+            }
         });
         futures::future::join_all(closes).await;
     }
