@@ -206,6 +206,36 @@ impl FakeIntercom {
         self.inner.state.sessions_with_multiple_tokens()
     }
 
+    /// `DELETE`s received per session id (sessions never deleted are absent).
+    pub fn deletes_by_session(&self) -> std::collections::BTreeMap<String, u64> {
+        self.inner.state.deletes_by_session()
+    }
+
+    /// Every session id ever used with `token` (assigned at its initialize or sent later).
+    pub fn sessions_of(&self, token: &str) -> Vec<String> {
+        self.inner.state.sessions_of(token)
+    }
+
+    /// JSON-RPC ids of the `tools/call` requests `token` sent, in arrival order.
+    pub fn tool_call_ids(&self, token: &str) -> Vec<serde_json::Value> {
+        self.inner.state.call_ids(token)
+    }
+
+    /// `params.requestId` of every `notifications/cancelled` `token` sent, in arrival order.
+    pub fn cancellations(&self, token: &str) -> Vec<serde_json::Value> {
+        self.inner.state.cancellations(token)
+    }
+
+    /// Adds a read-only tool named `name` to the `tools/list` of `token`'s workspace (calling
+    /// it answers "Unknown tool"). With `notify`, every live session of that workspace gets
+    /// `notifications/tools/list_changed`, on its standalone SSE stream; returns how many.
+    pub async fn add_tool(&self, token: &str, name: &str, notify: bool) -> usize {
+        self.inner
+            .state
+            .add_tool(token, tools::extra(name), notify)
+            .await
+    }
+
     /// The token endpoints exchange `code` for `token`, once.
     pub fn add_oauth_code(&self, code: &str, token: &str) {
         self.inner.state.add_oauth_code(code, token);

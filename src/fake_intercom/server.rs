@@ -50,16 +50,21 @@ fn tenant(context: &RequestContext<RoleServer>) -> Result<Tenant, ErrorData> {
 
 impl ServerHandler for FakeServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_protocol_version(ProtocolVersion::V_2025_11_25)
-            .with_server_info(Implementation::new(
-                "intercom-mcp-fake",
-                env!("CARGO_PKG_VERSION"),
-            ))
-            .with_instructions(
-                "Fake Intercom MCP server for tests. Search and read conversations, contacts and \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_protocol_version(ProtocolVersion::V_2025_11_25)
+        .with_server_info(Implementation::new(
+            "intercom-mcp-fake",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(
+            "Fake Intercom MCP server for tests. Search and read conversations, contacts and \
                  companies of the workspace the bearer token belongs to.",
-            )
+        )
     }
 
     /// Intercom advertises nothing about 2026-07-28 (stateless MCP), so by default neither do
@@ -82,9 +87,10 @@ impl ServerHandler for FakeServer {
     async fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let all = tools::catalog();
+        let extra = self.state.extra_tools(&tenant(&context)?.workspace);
+        let all: Vec<Tool> = tools::catalog().iter().cloned().chain(extra).collect();
         let size = self.state.tools_page_size;
         let start = match request.and_then(|r| r.cursor) {
             None => 0,
@@ -172,5 +178,15 @@ impl ServerHandler for FakeServer {
         Ok(result.into())
     }
 
-    async fn on_initialized(&self, _context: NotificationContext<RoleServer>) {}
+    /// Remembers the session's peer, so the `add_tool` knob can tell it the list changed.
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let tenant = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Tenant>())
+            .cloned();
+        if let Some(tenant) = tenant {
+            self.state.register_peer(tenant.workspace, context.peer);
+        }
+    }
 }

@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use rmcp::model::Tool;
+use rmcp::service::{Peer, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -97,6 +99,16 @@ pub(crate) struct AppState {
     notes: Mutex<HashMap<NoteKey, Vec<Value>>>,
     /// (JSON-RPC method or HTTP method, `traceparent` header) of every `/mcp` request with one.
     traceparents: Mutex<Vec<(String, String)>>,
+    /// `DELETE`s received per session id.
+    deletes: Mutex<HashMap<String, u64>>,
+    /// Per token: JSON-RPC ids of the `tools/call` requests, and the `requestId`s of the
+    /// `notifications/cancelled` received, in arrival order.
+    call_ids: Mutex<HashMap<String, Vec<Value>>>,
+    cancellations: Mutex<HashMap<String, Vec<Value>>>,
+    /// Tools added at run time per workspace, listed after the fixed catalog.
+    extra_tools: Mutex<HashMap<Arc<str>, Vec<Tool>>>,
+    /// The server side of every initialized session, by workspace, to send it notifications.
+    peers: Mutex<Vec<(Arc<str>, Peer<RoleServer>)>>,
 }
 
 /// Locks ignoring poison: every critical section here leaves the data consistent.
@@ -125,7 +137,100 @@ impl AppState {
             oauth_codes: Mutex::default(),
             notes: Mutex::default(),
             traceparents: Mutex::default(),
+            deletes: Mutex::default(),
+            call_ids: Mutex::default(),
+            cancellations: Mutex::default(),
+            extra_tools: Mutex::default(),
+            peers: Mutex::default(),
         }
+    }
+
+    pub(crate) fn record_delete(&self, session_id: &str) {
+        *lock(&self.deletes)
+            .entry(session_id.to_owned())
+            .or_default() += 1;
+    }
+
+    pub(crate) fn deletes_by_session(&self) -> BTreeMap<String, u64> {
+        lock(&self.deletes)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    /// The session ids ever used (or assigned) with `token`.
+    pub(crate) fn sessions_of(&self, token: &str) -> Vec<String> {
+        lock(&self.session_tokens)
+            .iter()
+            .filter(|(_, tokens)| tokens.contains(token))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    pub(crate) fn record_call_id(&self, token: &str, id: Value) {
+        lock(&self.call_ids)
+            .entry(token.to_owned())
+            .or_default()
+            .push(id);
+    }
+
+    pub(crate) fn call_ids(&self, token: &str) -> Vec<Value> {
+        lock(&self.call_ids).get(token).cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn record_cancellation(&self, token: &str, request_id: Value) {
+        lock(&self.cancellations)
+            .entry(token.to_owned())
+            .or_default()
+            .push(request_id);
+    }
+
+    pub(crate) fn cancellations(&self, token: &str) -> Vec<Value> {
+        lock(&self.cancellations)
+            .get(token)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn extra_tools(&self, workspace: &Arc<str>) -> Vec<Tool> {
+        lock(&self.extra_tools)
+            .get(workspace)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn register_peer(&self, workspace: Arc<str>, peer: Peer<RoleServer>) {
+        let mut peers = lock(&self.peers);
+        peers.retain(|(_, p)| !p.is_transport_closed());
+        peers.push((workspace, peer));
+    }
+
+    /// Adds a tool to the workspace of `token`; with `notify`, sends
+    /// `notifications/tools/list_changed` to each of that workspace's live sessions.
+    /// Returns how many sessions were notified.
+    pub(crate) async fn add_tool(&self, token: &str, tool: Tool, notify: bool) -> usize {
+        let Some(workspace) = self.workspace_for(token) else {
+            return 0;
+        };
+        lock(&self.extra_tools)
+            .entry(workspace.clone())
+            .or_default()
+            .push(tool);
+        if !notify {
+            return 0;
+        }
+        let peers: Vec<Peer<RoleServer>> = lock(&self.peers)
+            .iter()
+            .filter(|(w, p)| *w == workspace && !p.is_transport_closed())
+            .map(|(_, p)| p.clone())
+            .collect();
+        let mut sent = 0;
+        for peer in peers {
+            if peer.notify_tool_list_changed().await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
     }
 
     pub(crate) fn add_workspace(&self, token: &str, workspace: &str) {

@@ -147,6 +147,22 @@ fn build() -> Vec<Tool> {
     ]
 }
 
+/// A read-only tool without arguments that a test adds to one workspace's list at run time
+/// (Intercom grows its list; see [`super::FakeIntercom::add_tool`]). Calling it answers
+/// "Unknown tool": only the list changes.
+pub(crate) fn extra(name: &str) -> Tool {
+    let mut schema = JsonObject::new();
+    schema.insert("type".into(), json!("object"));
+    schema.insert("properties".into(), json!({}));
+    let annotations = ToolAnnotations::with_title(name.replace('_', " ")).read_only(true);
+    Tool::new(
+        name.to_owned(),
+        "A tool added while the server runs (fake-intercom test knob).",
+        Arc::new(schema),
+    )
+    .with_annotations(annotations)
+}
+
 fn tool(
     name: &'static str,
     description: &'static str,

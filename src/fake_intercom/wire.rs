@@ -33,6 +33,8 @@ struct Envelope {
     protocol_version: Option<String>,
     /// The JSON-RPC id (null when absent).
     id: Value,
+    /// `params.requestId` of a `notifications/cancelled`.
+    cancels: Option<Value>,
 }
 
 pub(crate) async fn gate(
@@ -89,6 +91,19 @@ pub(crate) async fn gate(
         _ if request.method() == Method::DELETE => s.deletes += 1,
         _ => {}
     });
+    match (method, envelope.id.clone(), envelope.cancels.clone()) {
+        (Some("tools/call"), id, _) if !id.is_null() => state.record_call_id(&token, id),
+        (Some("notifications/cancelled"), _, Some(id)) => state.record_cancellation(&token, id),
+        _ => {}
+    }
+    if request.method() == Method::DELETE
+        && let Some(session) = request
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+    {
+        state.record_delete(session);
+    }
     if let Some(session) = request
         .headers()
         .get(SESSION_HEADER)
@@ -174,6 +189,7 @@ fn read_envelope(bytes: &Bytes) -> Envelope {
             .as_str()
             .map(str::to_owned),
         id: value.get("id").cloned().unwrap_or(Value::Null),
+        cancels: value["params"].get("requestId").cloned(),
     }
 }
 

@@ -79,6 +79,25 @@ impl UpstreamError {
         }
     }
 
+    /// The server ended the session while the call ran (its response stream closed and the
+    /// resume got 404). The call may have run: only reads are retried.
+    pub(super) fn session_ended_mid_call() -> Self {
+        UpstreamError::failed("upstream session ended during the call", true, false)
+    }
+
+    /// A failure caused by the session's lifecycle (expired, renewed, ended under the call)
+    /// rather than by Intercom being down: retried for reads without counting as an outage.
+    pub(super) fn is_session_lifecycle(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Failed {
+                retryable: true,
+                outage: false,
+                ..
+            }
+        )
+    }
+
     pub(super) fn from_service(e: ServiceError) -> Self {
         match e {
             ServiceError::McpError(data) => {
@@ -190,7 +209,7 @@ fn classify_http(e: &StreamableHttpError<reqwest::Error>) -> UpstreamError {
         // the session while the call ran. It may have run; re-running is harmless only for
         // read-only tools, which are the only ones the pool retries.
         StreamableHttpError::Client(re) if re.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
-            UpstreamError::failed("upstream session ended during the call", true, false)
+            UpstreamError::session_ended_mid_call()
         }
         StreamableHttpError::Client(re) => UpstreamError::failed(
             if re.is_connect() {

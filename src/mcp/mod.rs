@@ -7,6 +7,7 @@
 mod catalog;
 mod circuit;
 mod error;
+mod handler;
 mod pool;
 mod protocol;
 pub mod schema;
@@ -32,6 +33,52 @@ pub use protocol::{ProtocolInfo, UpstreamProtocol};
 use crate::telemetry::Metrics;
 use crate::tenants::TenantId;
 use pool::TenantPool;
+
+/// How often one call may be re-run (read-only tools only; writes never are).
+///
+/// - One retry after an upstream outage (5xx before any answer, refused connection).
+/// - One retry per session-lifecycle failure (the session expired, was renewed by rmcp, or
+///   ended while the call ran), up to [`RetryBudget::SESSION`]. Each of those needs a *new*
+///   expiry to happen again and the retry runs on the renewed session, so under constant
+///   forced expiry (issue 3: every session every 0.5 s) a call on a slow machine can meet
+///   several in a row without anything being wrong with Intercom; the cap only stops a
+///   server that drops every session at once. `GATEWAY_UPSTREAM_TIMEOUT` bounds the whole call.
+#[derive(Debug, Default)]
+pub(crate) struct RetryBudget {
+    outage: u32,
+    session: u32,
+}
+
+impl RetryBudget {
+    const OUTAGE: u32 = 1;
+    const SESSION: u32 = 8;
+
+    /// Spends one retry for `e` if it is retryable and the budget for its kind is not used up.
+    pub(crate) fn take(&mut self, e: &UpstreamError) -> bool {
+        let (used, max) = if e.is_session_lifecycle() {
+            (&mut self.session, Self::SESSION)
+        } else if matches!(
+            e,
+            UpstreamError::Failed {
+                retryable: true,
+                ..
+            }
+        ) {
+            (&mut self.outage, Self::OUTAGE)
+        } else {
+            return false;
+        };
+        if *used >= max {
+            return false;
+        }
+        *used += 1;
+        true
+    }
+
+    fn used(&self) -> bool {
+        self.outage + self.session > 0
+    }
+}
 
 /// What a set of sessions is bound to. A pool serves exactly one key: a session is never used
 /// with another tenant's token, another credential generation, or another endpoint.
@@ -130,6 +177,9 @@ pub(crate) struct UpstreamContext {
 pub struct Upstream {
     ctx: Arc<UpstreamContext>,
     pools: Cache<TenantId, Arc<TenantPool>>,
+    /// Drains of replaced or removed pools still running, so shutdown can wait for their
+    /// `DELETE`s too.
+    draining: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Upstream {
@@ -149,6 +199,8 @@ impl Upstream {
         });
         let listener_ctx = ctx.clone();
         let runtime = tokio::runtime::Handle::current();
+        let draining: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let listener_draining = draining.clone();
         let pools = Cache::builder()
             .time_to_idle(settings.idle_timeout)
             .eviction_listener(move |_tenant, pool: Arc<TenantPool>, cause| {
@@ -158,10 +210,19 @@ impl Upstream {
                     RemovalCause::Expired => Duration::ZERO,
                     _ => ctx.settings.drain_timeout,
                 };
-                runtime.spawn(async move { pool.drain(&ctx, deadline).await });
+                let task = runtime.spawn(async move { pool.drain(&ctx, deadline).await });
+                let mut tasks = listener_draining
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                tasks.retain(|t| !t.is_finished());
+                tasks.push(task);
             })
             .build();
-        let upstream = Self { ctx, pools };
+        let upstream = Self {
+            ctx,
+            pools,
+            draining,
+        };
         // moka evicts lazily; a periodic sweep makes idle pools close on time even when no
         // other tenant is active, and closes idle, aged and dead sessions of live pools.
         let sweeper = upstream.pools.clone();
@@ -224,10 +285,7 @@ impl Upstream {
         let pool = self.pool(key).await;
         let ticket = pool.admit()?;
         let work = async {
-            // One retry after an upstream outage (5xx, refused connection). Session-lifecycle
-            // failures (the session expired or was renewed under the call) get one more: under
-            // rapid expiry the retry itself can land on a session that is being replaced.
-            let (mut outage_retries, mut session_retries) = (1, 2);
+            let mut budget = RetryBudget::default();
             loop {
                 let span = tracing::info_span!(
                     "mcp.tools_call",
@@ -235,7 +293,7 @@ impl Upstream {
                     otel.status_code = Empty,
                     tenant = %key.tenant,
                     tool = %tool.name,
-                    retry = outage_retries + session_retries < 3,
+                    retry = budget.used(),
                     outcome = Empty,
                 );
                 let outcome = {
@@ -268,24 +326,9 @@ impl Upstream {
                             is_error: r.is_error.unwrap_or(false),
                         });
                     }
-                    Err(UpstreamError::Failed {
-                        retryable: true,
-                        detail,
-                        outage,
-                    }) if tool.read_only
-                        && (if outage {
-                            outage_retries
-                        } else {
-                            session_retries
-                        }) > 0 =>
-                    {
-                        tracing::info!(tenant = %key.tenant, tool = %tool.name, %detail, "retrying read-only call");
+                    Err(e) if tool.read_only && budget.take(&e) => {
+                        tracing::info!(tenant = %key.tenant, tool = %tool.name, detail = %e, "retrying read-only call");
                         pool.prune(&self.ctx);
-                        if outage {
-                            outage_retries -= 1;
-                        } else {
-                            session_retries -= 1;
-                        }
                     }
                     Err(e) => {
                         pool.prune(&self.ctx);
@@ -339,13 +382,30 @@ impl Upstream {
     pub async fn protocol(&self, tenant: &TenantId) -> Option<ProtocolInfo> {
         self.pools.get(tenant).await?.protocol_info()
     }
-
-    /// Closes every session (DELETE upstream), waiting at most `deadline` for calls in flight.
+    /// Closes every session (DELETE upstream), waiting at most `deadline` for calls in flight,
+    /// including the sessions of pools already draining after a credential change.
     pub async fn shutdown(&self, deadline: Duration) {
         let pools: Vec<Arc<TenantPool>> = self.pools.iter().map(|(_, p)| p).collect();
-        // Remove without triggering the listener's own drains, then drain here and wait.
-        self.pools.invalidate_all();
+        // Drain here and wait; only then drop the pools from the cache. (moka runs its
+        // eviction listener lazily and on its own tasks: a drain started there could still be
+        // sending its DELETEs when the process exits.)
         let drains = pools.iter().map(|p| p.drain(&self.ctx, deadline));
         futures::future::join_all(drains).await;
+        self.pools.invalidate_all();
+        self.pools.run_pending_tasks().await;
+        let earlier: Vec<_> = std::mem::take(
+            &mut *self
+                .draining
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        // A drain waits at most `drain_timeout` for calls, then rmcp bounds each DELETE.
+        let bound = self.ctx.settings.drain_timeout.max(deadline) + Duration::from_secs(5);
+        if tokio::time::timeout(bound, futures::future::join_all(earlier))
+            .await
+            .is_err()
+        {
+            tracing::warn!("some upstream sessions were still closing at shutdown");
+        }
     }
 }

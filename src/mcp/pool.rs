@@ -24,13 +24,21 @@ use tracing::field::Empty;
 use super::catalog::Catalog;
 use super::circuit::{Admission, Change, Health, Ticket};
 use super::error::UpstreamError;
+use super::handler::CatalogStale;
 use super::protocol::{Negotiation, ProtocolInfo};
 use super::session::{InFlight, Session};
 use super::wire::WireClient;
 use super::{PoolKey, PoolSettings, SessionInfo, UpstreamContext};
 
-/// What a caller refused by a saturated pool is told to wait before retrying.
-const SATURATED_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long a tenant is held back after an upstream 429 that named no `Retry-After`.
+const DEFAULT_HOLD: Duration = Duration::from_secs(1);
+
+/// What a caller refused by a saturated pool is told to wait before retrying: the queue
+/// timeout, i.e. the longest a call already queued may still hold its place — by then the
+/// queue has turned over at least once. Whole seconds, at least one (RFC 9110 §10.2.3).
+fn saturated_retry_after(queue_timeout: Duration) -> Duration {
+    Duration::from_secs(queue_timeout.as_secs_f64().ceil().max(1.0) as u64)
+}
 
 pub(super) struct TenantPool {
     pub(super) key: PoolKey,
@@ -38,6 +46,11 @@ pub(super) struct TenantPool {
     /// Held while a session is being opened; remembers the last failure and when it happened.
     connect: Mutex<Option<(Instant, UpstreamError)>>,
     catalog: Mutex<Option<Arc<Catalog>>>,
+    /// Set by a session when the upstream sends `notifications/tools/list_changed`.
+    catalog_stale: CatalogStale,
+    /// The session count this pool last added to `gateway_upstream_sessions{tenant}`; the gauge
+    /// is the sum over all pools of the tenant (a draining old pool and its replacement).
+    reported: AtomicUsize,
     /// Notified when a call ends or the set of sessions changes: queued callers look again.
     released: Arc<Notify>,
     queued: AtomicUsize,
@@ -70,6 +83,8 @@ impl TenantPool {
             sessions: RwLock::default(),
             connect: Mutex::new(None),
             catalog: Mutex::new(None),
+            catalog_stale: CatalogStale::default(),
+            reported: AtomicUsize::new(0),
             released: Arc::default(),
             queued: AtomicUsize::new(0),
             admission: Admission::new(settings.circuit_failures, settings.circuit_cooldown),
@@ -90,8 +105,7 @@ impl TenantPool {
         result: &Result<T, UpstreamError>,
     ) {
         if let Err(UpstreamError::RateLimited { retry_after }) = result {
-            self.admission
-                .hold(retry_after.unwrap_or(SATURATED_RETRY_AFTER));
+            self.admission.hold(retry_after.unwrap_or(DEFAULT_HOLD));
         }
         match self.admission.record(ticket, Health::of(result)) {
             Some(Change::Opened) => {
@@ -129,7 +143,7 @@ impl TenantPool {
                 if ahead >= ctx.settings.queue_length {
                     tracing::warn!(tenant = %self.key.tenant, queued = ahead, "pool queue full; refusing the call");
                     return Err(UpstreamError::Unavailable {
-                        retry_after: SATURATED_RETRY_AFTER,
+                        retry_after: saturated_retry_after(ctx.settings.queue_timeout),
                     });
                 }
                 slot = Some(taken);
@@ -137,7 +151,7 @@ impl TenantPool {
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 tracing::warn!(tenant = %self.key.tenant, "no session slot freed within the queue timeout");
                 return Err(UpstreamError::Unavailable {
-                    retry_after: SATURATED_RETRY_AFTER,
+                    retry_after: saturated_retry_after(ctx.settings.queue_timeout),
                 });
             }
         }
@@ -188,10 +202,16 @@ impl TenantPool {
             protocol_version = Empty,
             outcome = Empty,
         );
-        let connected =
-            Session::connect(&self.key, wire, cap, self.released.clone(), &self.protocol)
-                .instrument(span.clone())
-                .await;
+        let connected = Session::connect(
+            &self.key,
+            wire,
+            cap,
+            self.released.clone(),
+            &self.protocol,
+            self.catalog_stale.clone(),
+        )
+        .instrument(span.clone())
+        .await;
         // The session events below are logged inside the span: they become its span events.
         let _entered = span.enter();
         match connected {
@@ -213,7 +233,7 @@ impl TenantPool {
                     sessions.push(session);
                     sessions.len()
                 };
-                ctx.metrics.set_sessions(&self.key.tenant, count);
+                self.publish_count(ctx, count);
                 self.released.notify_waiters();
                 Ok(claimed)
             }
@@ -253,13 +273,21 @@ impl TenantPool {
         if dead.is_empty() {
             return;
         }
-        ctx.metrics.set_sessions(&self.key.tenant, count);
+        self.publish_count(ctx, count);
         self.released.notify_waiters();
         for s in dead {
             tracing::info!(tenant = %self.key.tenant, age_s = s.age().as_secs(), idle_s = s.idle_for().as_secs(), "closing upstream session");
             ctx.metrics.session_event("closed");
             tokio::spawn(async move { s.close().await });
         }
+    }
+
+    /// Moves the tenant's session gauge by this pool's change, so it stays the sum of all the
+    /// tenant's pools.
+    fn publish_count(&self, ctx: &UpstreamContext, count: usize) {
+        let before = self.reported.swap(count, Ordering::AcqRel);
+        ctx.metrics
+            .add_sessions(&self.key.tenant, count as i64 - before as i64);
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Session>>> {
@@ -289,38 +317,53 @@ impl TenantPool {
         refresh_older_than: Option<Duration>,
     ) -> Result<Arc<Catalog>, UpstreamError> {
         let mut cached = self.catalog.lock().await;
+        // Taken under the lock: a notification arriving during the fetch below marks the
+        // fresh list stale again, so it is never lost.
+        let changed = self.catalog_stale.take();
         if let Some(c) = &*cached {
             let age = c.fetched_at.elapsed();
-            let stale =
-                age >= ctx.settings.catalog_ttl || refresh_older_than.is_some_and(|min| age >= min);
+            let stale = changed
+                || age >= ctx.settings.catalog_ttl
+                || refresh_older_than.is_some_and(|min| age >= min);
             if !stale {
                 return Ok(c.clone());
             }
         }
-        let ticket = self.admit()?;
-        let acquired = self
-            .acquire(ctx)
-            .instrument(tracing::info_span!("pool.acquire", tenant = %self.key.tenant))
-            .await;
-        let tools = match acquired {
-            Ok(session) => {
-                session
-                    .list_tools()
-                    .instrument(tracing::info_span!(
-                        "mcp.tools_list",
-                        otel.kind = "client",
-                        tenant = %self.key.tenant
-                    ))
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        self.settle(ctx, ticket, &tools);
-        let tools = match tools {
-            Ok(t) => t,
-            Err(e) => {
-                self.prune(ctx);
-                return Err(e);
+        let mut budget = super::RetryBudget::default();
+        let tools = loop {
+            let ticket = self.admit()?;
+            let acquired = self
+                .acquire(ctx)
+                .instrument(tracing::info_span!("pool.acquire", tenant = %self.key.tenant))
+                .await;
+            let tools = match acquired {
+                Ok(session) => {
+                    session
+                        .list_tools()
+                        .instrument(tracing::info_span!(
+                            "mcp.tools_list",
+                            otel.kind = "client",
+                            tenant = %self.key.tenant
+                        ))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            self.settle(ctx, ticket, &tools);
+            match tools {
+                Ok(t) => break t,
+                // `tools/list` is a read: retried like a read-only tool call.
+                Err(e) if budget.take(&e) => {
+                    tracing::info!(tenant = %self.key.tenant, detail = %e, "retrying tools/list");
+                    self.prune(ctx);
+                }
+                Err(e) => {
+                    self.prune(ctx);
+                    if changed {
+                        self.catalog_stale.mark();
+                    }
+                    return Err(e);
+                }
             }
         };
         let catalog = Arc::new(Catalog::from_tools(tools));
@@ -330,18 +373,27 @@ impl TenantPool {
 
     /// Waits (bounded) for in-flight calls to finish, then closes every session.
     pub(super) async fn drain(&self, ctx: &UpstreamContext, deadline: Duration) {
+        // Taken out, so no call picks them; still counted in the gauge until each is closed.
         let sessions: Vec<Arc<Session>> = std::mem::take(&mut *self.write());
-        ctx.metrics.set_sessions(&self.key.tenant, 0);
         if self.admission.is_open() {
             ctx.metrics.set_circuit_open(&self.key.tenant, false);
         }
         let until = Instant::now() + deadline;
-        for s in sessions {
+        // Sessions close side by side: each waits for its own calls, then rmcp DELETEs it.
+        let closes = sessions.into_iter().map(|s| async move {
             while s.in_flight() > 0 && Instant::now() < until {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             s.close().await;
             ctx.metrics.session_event("closed");
-        }
+            if self
+                .reported
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                ctx.metrics.add_sessions(&self.key.tenant, -1);
+            }
+        });
+        futures::future::join_all(closes).await;
     }
 }

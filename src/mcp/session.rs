@@ -24,6 +24,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use super::error::UpstreamError;
+use super::handler::{CatalogStale, Handler};
 use super::protocol::{Mode, Negotiation, Plan};
 use super::wire::WireClient;
 use super::{PoolKey, SessionInfo};
@@ -32,7 +33,7 @@ use crate::telemetry::propagation;
 pub(super) struct Session {
     peer: Peer<RoleClient>,
     /// Taken on close, so that closing can wait for rmcp to DELETE the session.
-    service: Mutex<Option<RunningService<RoleClient, ClientConfig>>>,
+    service: Mutex<Option<RunningService<RoleClient, Handler>>>,
     wire: WireClient,
     created: Instant,
     /// Milliseconds since `created` of the last call's end (or start).
@@ -74,19 +75,20 @@ impl Session {
         max_in_flight: usize,
         released: Arc<Notify>,
         negotiation: &Negotiation,
+        catalog_stale: CatalogStale,
     ) -> Result<Self, UpstreamError> {
         // rmcp sends the handshake from its own task, outside our span: hand the wire the
         // `traceparent` of the caller's `mcp.initialize` span for the duration of it.
         wire.set_handshake_traceparent(propagation::traceparent(&tracing::Span::current()));
         let plan = negotiation.plan();
-        let mut started = start(key, &wire, max_in_flight, plan).await;
+        let mut started = start(key, &wire, max_in_flight, plan, &catalog_stale).await;
         if plan == Plan::Probe
             && let Err(ClientInitializeError::NoCompatibleProtocolVersion { .. }) = &started
         {
             // The server answered `server/discover` but lists no stateless revision (rmcp's
             // own session-based servers do that): it is session-based; initialize afresh.
             tracing::debug!("server/discover lists no stateless revision; initializing instead");
-            started = start(key, &wire, max_in_flight, Plan::Initialize).await;
+            started = start(key, &wire, max_in_flight, Plan::Initialize, &catalog_stale).await;
         }
         wire.set_handshake_traceparent(None);
         let service = started.map_err(|e| {
@@ -175,6 +177,9 @@ impl Session {
     ) -> Result<CallToolResult, UpstreamError> {
         let mut params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
         params.meta = trace_meta();
+        // What the session looked like when the call started: if it is found gone before the
+        // call ends, the failure is the session's end, not an outage of Intercom.
+        let expiries = self.wire.expiries();
         match self.peer.call_tool_once(params).await {
             Ok(CallToolResponse::Complete(r)) => Ok(r),
             Ok(_) => Err(UpstreamError::Failed {
@@ -182,42 +187,69 @@ impl Session {
                 retryable: false,
                 outage: false,
             }),
-            Err(e) => {
-                let gone = match &e {
-                    // rmcp renews only on HTTP 404; this server said it in JSON-RPC.
-                    rmcp::ServiceError::McpError(d) => super::error::is_session_gone(&d.message),
-                    _ => false,
-                };
-                let stream_lost = matches!(e, rmcp::ServiceError::TransportClosed);
-                let e = match UpstreamError::from_service(e) {
-                    // 2026-07-28 streams are not resumable: "a broken response stream loses
-                    // the in-flight request; clients MUST re-issue it" (changelog). So every
-                    // transport failure of a stateless call may be re-issued; the pool does
-                    // that once for read-only tools, never for writes (they may have run).
-                    UpstreamError::Failed { detail, outage: true, .. }
-                        if self.mode == Mode::Stateless =>
-                    {
-                        UpstreamError::Failed {
-                            detail: if stream_lost {
-                                "the upstream response stream ended before the result".into()
-                            } else {
-                                detail
-                            },
-                            retryable: true,
-                            outage: true,
-                        }
-                    }
-                    e => e,
-                };
-                if gone || e.is_unrenewable_session() {
-                    // Retire it now, so the retry (and everyone else) gets a fresh session
-                    // instead of this one.
-                    tracing::info!(error = %e, "retiring the upstream session");
-                    self.retire();
-                }
-                Err(e)
-            }
+            Err(e) => Err(self.failure(e, expiries).await),
         }
+    }
+
+    /// Turns an rmcp error into ours, retiring the session when it is beyond renewal.
+    /// `expiries` is [`WireClient::expiries`] from when the request started.
+    async fn failure(&self, e: rmcp::ServiceError, expiries: u64) -> UpstreamError {
+        let gone = match &e {
+            // rmcp renews only on HTTP 404; this server said it in JSON-RPC.
+            rmcp::ServiceError::McpError(d) => super::error::is_session_gone(&d.message),
+            _ => false,
+        };
+        let stream_lost = matches!(e, rmcp::ServiceError::TransportClosed);
+        let closed_by_expiry = stream_lost
+            && self.mode == Mode::Session
+            && !self.peer.is_transport_closed()
+            && (self.wire.expiries() != expiries || self.session_was_gone(expiries).await);
+        let e = if closed_by_expiry {
+            // The request's response stream ended and its resume met a 404: the server dropped
+            // the session while the request ran (it may have run). rmcp renews the session on
+            // the next POST; reads are retried there. Not an outage: Intercom answered.
+            UpstreamError::session_ended_mid_call()
+        } else {
+            match UpstreamError::from_service(e) {
+                // 2026-07-28 streams are not resumable: "a broken response stream loses the
+                // in-flight request; clients MUST re-issue it" (changelog). So every transport
+                // failure of a stateless call may be re-issued; the pool does that once for
+                // read-only tools, never for writes (they may have run).
+                UpstreamError::Failed {
+                    detail,
+                    outage: true,
+                    ..
+                } if self.mode == Mode::Stateless => UpstreamError::Failed {
+                    detail: if stream_lost {
+                        "the upstream response stream ended before the result".into()
+                    } else {
+                        detail
+                    },
+                    retryable: true,
+                    outage: true,
+                },
+                e => e,
+            }
+        };
+        if gone || e.is_unrenewable_session() || self.peer.is_transport_closed() {
+            // Retire it now, so the retry (and everyone else) gets a fresh session instead of
+            // this one.
+            tracing::info!(error = %e, "retiring the upstream session");
+            self.retire();
+        }
+        e
+    }
+
+    /// The request's response stream ended without its answer while the session's worker is
+    /// alive: either the server dropped the session (it ends a dropped session's streams, and
+    /// a stream that ended before its first event id cannot even be resumed, so no 404 need
+    /// have been seen yet), or the connection broke. A `ping` tells them apart: on a dropped
+    /// session it meets the 404 (rmcp then renews the session, so the retry finds it ready);
+    /// on a broken connection it fails or succeeds without one.
+    async fn session_was_gone(&self, expiries: u64) -> bool {
+        let ping = rmcp::model::ClientRequest::PingRequest(Default::default());
+        let _ = tokio::time::timeout(PROBE_TIMEOUT, self.peer.send_request(ping)).await;
+        self.wire.expiries() != expiries
     }
 
     /// Stops the session in the background; the pool prunes it as dead.
@@ -236,11 +268,11 @@ impl Session {
         loop {
             let mut params = PaginatedRequestParams::default().with_cursor(cursor);
             params.meta = trace_meta();
-            let page = self
-                .peer
-                .list_tools(Some(params))
-                .await
-                .map_err(UpstreamError::from_service)?;
+            let expiries = self.wire.expiries();
+            let page = match self.peer.list_tools(Some(params)).await {
+                Ok(page) => page,
+                Err(e) => return Err(self.failure(e, expiries).await),
+            };
             tools.extend(page.tools);
             cursor = page.next_cursor;
             if cursor.is_none() {
@@ -278,10 +310,16 @@ impl Session {
     }
 }
 
-type Started = Result<RunningService<RoleClient, ClientConfig>, ClientInitializeError>;
+type Started = Result<RunningService<RoleClient, Handler>, ClientInitializeError>;
 
 /// Starts rmcp's client on a fresh transport with the given lifecycle.
-async fn start(key: &PoolKey, wire: &WireClient, max_in_flight: usize, plan: Plan) -> Started {
+async fn start(
+    key: &PoolKey,
+    wire: &WireClient,
+    max_in_flight: usize,
+    plan: Plan,
+    catalog_stale: &CatalogStale,
+) -> Started {
     let mut config = StreamableHttpClientTransportConfig::with_uri(key.url.as_ref())
         .auth_header(key.token.expose_secret().to_owned())
         // The pool enforces the per-session cap; rmcp's own limit must not be tighter.
@@ -302,10 +340,15 @@ async fn start(key: &PoolKey, wire: &WireClient, max_in_flight: usize, plan: Pla
         Implementation::new("intercom-mcp-gateway", env!("CARGO_PKG_VERSION")),
     )
     .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
+    let handler = Handler {
+        info,
+        tenant: key.tenant.clone(),
+        stale: catalog_stale.clone(),
+    };
     // rmcp's worker keeps the span current at `serve` for the session's whole life, and a
     // span that never closes keeps its parents (the caller's request) from ever being
     // exported. So the session starts on a task of its own, outside any span.
-    match tokio::spawn(info.serve_with_lifecycle(transport, plan.lifecycle())).await {
+    match tokio::spawn(handler.serve_with_lifecycle(transport, plan.lifecycle())).await {
         Ok(started) => started,
         Err(e) => Err(ClientInitializeError::ConnectionClosed(format!(
             "the initialize task failed: {e}"
@@ -323,15 +366,19 @@ fn trace_meta() -> Option<RequestMetaObject> {
     Some(meta)
 }
 
-/// How often a broken SSE stream is resumed: twice, quickly. A caller waits on it, and the
-/// pool's own retry (read-only tools) on a fresh stream beats a long reconnect loop; rmcp's
-/// default retries forever with exponential backoff.
+/// How long [`Session::session_was_gone`] waits for its `ping` (a renewal included).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How a broken SSE response stream is resumed (`GET` + `Last-Event-ID`, SEP-1699): once,
+/// quickly. A caller waits on it; if the resume fails, the pool's own retry (read-only tools)
+/// on a fresh stream beats a reconnect loop — and after a session was dropped every resume
+/// only meets a 404. rmcp's default retries forever with exponential backoff.
 #[derive(Debug)]
 struct ResumePolicy;
 
 impl SseRetryPolicy for ResumePolicy {
     fn retry(&self, attempt: usize) -> Option<Duration> {
-        (attempt < 2).then(|| Duration::from_millis(50 << attempt))
+        (attempt < 1).then_some(Duration::from_millis(20))
     }
 }
 

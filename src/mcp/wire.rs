@@ -10,6 +10,7 @@
 //! `traceparent` header of each POST (see [`traceparent_of`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
@@ -35,6 +36,10 @@ pub(super) struct WireClient {
     handshake_traceparent: Arc<Mutex<Option<HeaderValue>>>,
     /// The session id that last answered 404, so concurrent 404s count one expiry.
     expired: Arc<Mutex<Option<Arc<str>>>>,
+    /// How many distinct session ids of this client were found gone (404 on a POST, or on the
+    /// `GET` that resumes a response stream). A call that sees it move learns that its failure
+    /// was the session ending under it, not an outage.
+    expiries: Arc<AtomicU64>,
 }
 
 impl WireClient {
@@ -45,6 +50,24 @@ impl WireClient {
             session_id: Arc::default(),
             handshake_traceparent: Arc::default(),
             expired: Arc::default(),
+            expiries: Arc::default(),
+        }
+    }
+
+    /// Distinct session ids found gone so far (see the field).
+    pub(super) fn expiries(&self) -> u64 {
+        self.expiries.load(Ordering::Acquire)
+    }
+
+    /// Notes a 404 for `sid`: counted once per session id however many requests meet it.
+    fn note_expired(&self, sid: &Arc<str>) {
+        if let Ok(mut g) = self.expired.lock()
+            && g.as_ref() != Some(sid)
+        {
+            *g = Some(sid.clone());
+            self.expiries.fetch_add(1, Ordering::AcqRel);
+            tracing::info!("upstream session expired (HTTP 404); renewing it");
+            self.metrics.session_event("expired");
         }
     }
 
@@ -57,23 +80,11 @@ impl WireClient {
     ) {
         match res {
             Err(StreamableHttpError::SessionExpired) => {
-                let Some(sid) = sent_session else { return };
-                if let Ok(mut g) = self.expired.lock()
-                    && g.as_ref() != Some(sid)
-                {
-                    *g = Some(sid.clone());
-                    tracing::info!("upstream session expired (HTTP 404); renewing it");
-                    self.metrics.session_event("expired");
+                if let Some(sid) = sent_session {
+                    self.note_expired(sid);
                 }
             }
-            Ok(res) if message_is_initialize => {
-                self.metrics.session_event("initialized");
-                let renewed = self.expired.lock().map(|g| g.is_some()).unwrap_or(false);
-                if renewed {
-                    self.metrics.session_event("reinitialized");
-                }
-                self.record(res);
-            }
+            Ok(res) if message_is_initialize => self.record(res),
             Ok(res) => self.record(res),
             Err(_) => {}
         }
@@ -110,6 +121,66 @@ impl WireClient {
             headers.insert(HeaderName::from_static(propagation::TRACEPARENT), v);
         }
         headers
+    }
+
+    /// The session id already answered 404: a `GET` resuming one of its streams would only
+    /// meet another, so it is answered here without a round trip.
+    fn known_gone(&self, sid: Option<&Arc<str>>) -> bool {
+        sid.is_some_and(|sid| {
+            self.expired
+                .lock()
+                .map(|g| g.as_ref() == Some(sid))
+                .unwrap_or(false)
+        })
+    }
+
+    /// A 404 on the `GET` that resumes a response stream (or opens the standalone stream) is
+    /// the same news as one on a POST: the session is gone.
+    fn observe_get<T>(&self, sent_session: Option<&Arc<str>>, res: &WireResult<T>) {
+        if let (Err(StreamableHttpError::SessionExpired), Some(sid)) = (res, sent_session) {
+            self.note_expired(sid);
+        }
+    }
+
+    /// Counts an `initialize` by its JSON-RPC answer, not its HTTP status: `initialized` (and
+    /// `reinitialized` when it renews an expired session) for a result; an error answer is
+    /// `failed` when rmcp was renewing (a first initialize's failure the pool counts itself).
+    fn count_initialize(&self, res: StreamableHttpPostResponse) -> StreamableHttpPostResponse {
+        let this = self.clone();
+        match res {
+            StreamableHttpPostResponse::Json(message, sid) => {
+                this.count_initialize_answer(!matches!(message, JsonRpcMessage::Error(_)));
+                StreamableHttpPostResponse::Json(message, sid)
+            }
+            StreamableHttpPostResponse::Sse(stream, sid) => {
+                let counted = Arc::new(AtomicBool::new(false));
+                let stream = stream
+                    .inspect_ok(move |sse| {
+                        let Some(ok) = sse.data.as_deref().and_then(answer_is_result) else {
+                            return;
+                        };
+                        if !counted.swap(true, Ordering::AcqRel) {
+                            this.count_initialize_answer(ok);
+                        }
+                    })
+                    .boxed();
+                StreamableHttpPostResponse::Sse(stream, sid)
+            }
+            other => other,
+        }
+    }
+
+    fn count_initialize_answer(&self, ok: bool) {
+        let renewing = self.expired.lock().map(|g| g.is_some()).unwrap_or(false);
+        if ok {
+            self.metrics.session_event("initialized");
+            if renewing {
+                self.metrics.session_event("reinitialized");
+            }
+        } else if renewing {
+            tracing::warn!("upstream refused to renew the expired session");
+            self.metrics.session_event("failed");
+        }
     }
 
     /// The session id the server assigned at the latest initialize, if any.
@@ -154,7 +225,7 @@ type SseStream = BoxStream<'static, Result<Sse, SseError>>;
 /// `retry` hint (SEP-1699) — rmcp's server says 3 s. A caller is waiting on every such stream,
 /// and the resume of a dropped session only meets a 404, so the gateway caps the hint: the
 /// call fails fast and the pool retries it (read-only tools) on the renewed session.
-pub(super) const MAX_SSE_RETRY: Duration = Duration::from_millis(100);
+pub(super) const MAX_SSE_RETRY: Duration = Duration::from_millis(20);
 
 fn cap_retry(stream: SseStream) -> SseStream {
     let cap = MAX_SSE_RETRY.as_millis() as u64;
@@ -196,7 +267,11 @@ impl StreamableHttpClient for WireClient {
             .await
             .map(cap_post_retry);
         self.observe(init, sent.as_ref(), &res);
-        res
+        if init {
+            res.map(|r| self.count_initialize(r))
+        } else {
+            res
+        }
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -224,7 +299,11 @@ impl StreamableHttpClient for WireClient {
             .await
             .map(cap_post_retry);
         self.observe(init, sent.as_ref(), &res);
-        res
+        if init {
+            res.map(|r| self.count_initialize(r))
+        } else {
+            res
+        }
     }
 
     async fn delete_session(
@@ -247,10 +326,17 @@ impl StreamableHttpClient for WireClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> WireResult<SseStream> {
-        self.inner
+        if self.known_gone(session_id.as_ref()) {
+            return Err(StreamableHttpError::SessionExpired);
+        }
+        let sent = session_id.clone();
+        let res = self
+            .inner
             .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
             .await
-            .map(cap_retry)
+            .map(cap_retry);
+        self.observe_get(sent.as_ref(), &res);
+        res
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -262,7 +348,12 @@ impl StreamableHttpClient for WireClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> WireResult<SseStream> {
-        self.inner
+        if self.known_gone(session_id.as_ref()) {
+            return Err(StreamableHttpError::SessionExpired);
+        }
+        let sent = session_id.clone();
+        let res = self
+            .inner
             .get_stream_with_max_sse_event_size(
                 uri,
                 session_id,
@@ -272,7 +363,23 @@ impl StreamableHttpClient for WireClient {
                 max_sse_event_size,
             )
             .await
-            .map(cap_retry)
+            .map(cap_retry);
+        self.observe_get(sent.as_ref(), &res);
+        res
+    }
+}
+
+/// `Some(true)` for an SSE event carrying a JSON-RPC result, `Some(false)` for an error,
+/// `None` for anything else (progress, pings, keep-alives).
+fn answer_is_result(data: &str) -> Option<bool> {
+    let v: serde_json::Value = serde_json::from_str(data).ok()?;
+    v.get("id")?;
+    if v.get("result").is_some() {
+        Some(true)
+    } else if v.get("error").is_some() {
+        Some(false)
+    } else {
+        None
     }
 }
 

@@ -249,11 +249,15 @@ impl Metrics {
         self.0.session_events.with_label_values(&[event]).inc();
     }
 
-    pub fn set_sessions(&self, tenant: &TenantId, count: usize) {
-        self.0
-            .upstream_sessions
-            .with_label_values(&self.with_tenant(tenant, &[]))
-            .set(count as i64);
+    /// Moves `gateway_upstream_sessions{tenant}` by `delta`: each of a tenant's pools (a
+    /// draining old one and its replacement) reports its own changes, so the gauge is their sum.
+    pub fn add_sessions(&self, tenant: &TenantId, delta: i64) {
+        if delta != 0 {
+            self.0
+                .upstream_sessions
+                .with_label_values(&self.with_tenant(tenant, &[]))
+                .add(delta);
+        }
     }
 
     pub fn rate_limited(&self, tenant: &TenantId, reason: &str) {

@@ -233,6 +233,145 @@ async fn a_slow_upstream_is_a_504(_: PgPoolOptions, db: PgConnectOptions) {
         "upstream_timeout",
     )
     .await;
+    // The gateway told Intercom to stop working on it (MCP cancellation utility): one
+    // `notifications/cancelled` naming exactly the request that timed out.
+    let upstream = intercom_token("acme");
+    let calls = app.fake.tool_call_ids(&upstream);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.fake.cancellations(&upstream).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.fake.cancellations(&upstream), calls);
+}
+
+#[sqlx::test(migrations = false)]
+async fn shutdown_stops_accepting_finishes_calls_in_flight_and_deletes_every_session(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    // Two calls per session: acme's four concurrent calls need two sessions.
+    let app = spawn_app_with(
+        db,
+        Default::default(),
+        &["--pool-session-max-in-flight", "2"],
+    )
+    .await;
+    let acme = app.add_tenant("acme").await;
+    let globex = app.add_tenant("globex").await;
+    let fake = app.fake.clone();
+    fake.set_latency(Duration::from_millis(1500));
+    let (acme_path, globex_path) = (
+        "/v1/tenants/acme/contacts?name=a",
+        "/v1/tenants/globex/contacts?name=a",
+    );
+    let calls = futures::future::join_all(
+        [
+            (acme_path, &acme),
+            (acme_path, &acme),
+            (acme_path, &acme),
+            (acme_path, &acme),
+            (globex_path, &globex),
+        ]
+        .map(|(path, token)| app.get(path, token)),
+    );
+    let stop = async {
+        // Every call has reached Intercom and is being worked on.
+        let reached = |t: &str| fake.stats(&intercom_token(t)).tool_calls;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while (reached("acme") < 4 || reached("globex") < 1) && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        app.shutdown.cancel();
+        // New connections are refused while those calls are still running.
+        let fresh = reqwest::Client::new();
+        let url = format!("{}/healthz", app.base);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if fresh.get(&url).send().await.is_err() {
+                break true;
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let (results, refused) = tokio::join!(calls, stop);
+    assert!(
+        refused,
+        "the gateway kept accepting connections after shutdown began"
+    );
+    let statuses: Vec<u16> = results.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses, [200; 5], "calls in flight finish");
+    tokio::time::timeout(Duration::from_secs(30), app.server)
+        .await
+        .expect("the gateway stops within its deadline")
+        .unwrap()
+        .unwrap();
+    // Every upstream session, each exactly once.
+    let deletes = fake.deletes_by_session();
+    for (tenant, sessions) in [("acme", 2), ("globex", 1)] {
+        let ids = fake.sessions_of(&intercom_token(tenant));
+        assert_eq!(ids.len(), sessions, "{tenant}: {ids:?}");
+        for id in ids {
+            assert_eq!(
+                deletes.get(&id),
+                Some(&1),
+                "{tenant} session {id}: {deletes:?}"
+            );
+        }
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_tool_list_changed_notification_refreshes_the_tenant_catalog(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let app = spawn_app(db).await;
+    let token = app.add_tenant("acme").await;
+    let upstream = intercom_token("acme");
+    let names = || async {
+        let v: Value = app
+            .get("/v1/tenants/acme/tools", &token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        v["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<String>>()
+    };
+    let listed = names().await;
+    assert!(!listed.contains(&"list_tags".to_owned()), "{listed:?}");
+
+    // Changed without a notification: the cached catalog is served, Intercom is not asked.
+    app.fake.add_tool(&upstream, "list_tags", false).await;
+    let lists = app.fake.stats(&upstream).list_tools;
+    let listed = names().await;
+    assert!(!listed.contains(&"list_tags".to_owned()), "{listed:?}");
+    assert_eq!(app.fake.stats(&upstream).list_tools, lists);
+
+    // With `notifications/tools/list_changed` on the session's stream, the next read refetches.
+    assert_eq!(app.fake.add_tool(&upstream, "list_macros", true).await, 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let listed = names().await;
+        if listed.contains(&"list_macros".to_owned()) || std::time::Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        listed.contains(&"list_tags".to_owned()) && listed.contains(&"list_macros".to_owned()),
+        "{listed:?}"
+    );
+    assert!(app.fake.stats(&upstream).list_tools > lists);
 }
 
 #[sqlx::test(migrations = false)]

@@ -371,3 +371,86 @@ async fn replacing_the_credential_lets_in_flight_calls_finish_then_closes_the_ol
     assert_eq!(fresh.initializes, 1, "{fresh:?}");
     assert_eq!(app.fake.sessions_with_multiple_tokens(), 0);
 }
+
+#[sqlx::test(migrations = false)]
+async fn the_session_gauge_counts_a_draining_old_pool_and_its_replacement(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let app = spawn_app(db).await;
+    let token = app.add_tenant("acme").await;
+    let gauge = r#"gateway_upstream_sessions{tenant="acme"}"#;
+    assert_eq!(
+        app.get("/v1/tenants/acme/tools", &token).await.status(),
+        200
+    );
+    assert_eq!(metric(&app, gauge).await, 1.0);
+    app.fake.set_latency(Duration::from_millis(1500));
+    let slow = app.get(CALL, &token);
+    let replace = async {
+        let old = intercom_token("acme");
+        while app.fake.stats(&old).tool_calls == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        app.fake
+            .add_workspace("itk_live_acme_second_000000", "acme");
+        let put = app
+            .request(
+                Method::PUT,
+                "/v1/tenants/acme/intercom/credential",
+                Some(&admin()),
+                Some(serde_json::json!({"access_token": "itk_live_acme_second_000000"})),
+            )
+            .await;
+        assert_eq!(put.status(), 200);
+        // The new credential's pool opens its session while the old one is still busy.
+        assert_eq!(
+            app.get("/v1/tenants/acme/tools", &token).await.status(),
+            200
+        );
+        metric(&app, gauge).await
+    };
+    let (slow, during) = tokio::join!(slow, replace);
+    assert_eq!(slow.status(), 200);
+    assert_eq!(
+        during, 2.0,
+        "the old pool's busy session and the new pool's"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while metric(&app, gauge).await != 1.0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        metric(&app, gauge).await,
+        1.0,
+        "the old pool drained, the new one stays"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_full_queue_says_retry_after_the_queue_timeout(_: PgPoolOptions, db: PgConnectOptions) {
+    let args = [
+        "--pool-max-sessions",
+        "1",
+        "--pool-session-max-in-flight",
+        "1",
+        "--pool-queue-length",
+        "0",
+        "--pool-queue-timeout",
+        "3s",
+    ];
+    let app = spawn_app_with(db, Default::default(), &args).await;
+    let token = app.add_tenant("acme").await;
+    assert_eq!(
+        app.get("/v1/tenants/acme/tools", &token).await.status(),
+        200
+    );
+    app.fake.set_latency(Duration::from_millis(1000));
+    let results = futures::future::join_all((0..2).map(|_| app.get(CALL, &token))).await;
+    let refused: Vec<_> = results.into_iter().filter(|r| r.status() != 200).collect();
+    assert_eq!(refused.len(), 1);
+    for res in refused {
+        assert_eq!(res.headers()["retry-after"], "3");
+        assert_problem(res, 503, "upstream_unavailable").await;
+    }
+}

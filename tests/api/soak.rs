@@ -108,17 +108,8 @@ async fn forced_expiry_of_every_session_every_half_second_fails_no_call(
     let by_outcome = outcomes(&samples, "acme");
     let stats = app.fake.stats(&intercom_token("acme"));
     eprintln!("expiry soak: {expiries} sessions expired, outcomes {by_outcome:?}, {stats:?}");
-    if std::env::var("SOAK_LOGS").is_ok() {
-        for l in crate::helpers::captured_logs().lines() {
-            if l.contains("retrying")
-                || l.contains("upstream_error")
-                || l.contains("WARN")
-                || l.contains("ERROR")
-                || l.contains("expired")
-            {
-                eprintln!("{}", &l[..l.len().min(400)]);
-            }
-        }
+    if let Ok(path) = std::env::var("SOAK_LOGS") {
+        std::fs::write(path, crate::helpers::captured_logs()).unwrap();
     }
     assert!(expiries >= 10, "{expiries}");
     assert!(samples.len() > 100, "{}", samples.len());
@@ -129,10 +120,11 @@ async fn forced_expiry_of_every_session_every_half_second_fails_no_call(
     );
 }
 
-// Known failure, kept visible: after merging the pool with tracing and change notifications,
-// a healthy tenant occasionally gets a few 502 "upstream session closed" under random expiry
-// (issue 3 stays open for it). Run with `cargo nextest run --run-ignored all -E 'test(mixed_soak)'`.
-#[ignore = "healthy tenants see occasional 502 'upstream session closed' under random expiry; issue 3"]
+/// Several tenants under steady load: first a baseline with no faults, then random expiry of
+/// every session every 0.3-0.7 s for everyone, a 429 burst on gamma and a run of 502s on delta.
+/// Healthy tenants (alpha, beta) must not see a single failed call, their latency must stay
+/// flat against the baseline, every tenant's initializes stay within one per expiry round, and
+/// no upstream session is ever used with two tokens (issue 3).
 #[sqlx::test(migrations = false)]
 async fn mixed_soak_keeps_healthy_tenants_whole_and_flat_while_others_fail(
     _: PgPoolOptions,
@@ -149,36 +141,39 @@ async fn mixed_soak_keeps_healthy_tenants_whole_and_flat_while_others_fail(
     let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let tasks = load(&app, &tenants, 4, started, &stop, &samples);
 
-    let baseline_end = Duration::from_secs(4);
-    let total = Duration::from_secs(16);
-    let mut expiries = 0;
-    let mut faults_injected = false;
+    // Baseline: the same load with nothing going wrong (the first second warms up).
+    let warm_up = Duration::from_secs(1);
+    let baseline_end = Duration::from_secs(5);
+    let total = Duration::from_secs(19);
+    tokio::time::sleep(baseline_end).await;
+    app.fake.inject_fault(Fault {
+        status: 429,
+        count: 20,
+        retry_after_secs: Some(2),
+        token: Some(intercom_token("gamma")),
+    });
+    app.fake.inject_fault(Fault {
+        status: 502,
+        count: 300,
+        retry_after_secs: None,
+        token: Some(intercom_token("delta")),
+    });
+    let (mut rounds, mut expired) = (0, 0);
     while started.elapsed() < total {
         let pause = rand::rng().random_range(300..700);
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        expiries += app.fake.expire_sessions().await;
-        if !faults_injected && started.elapsed() >= baseline_end {
-            faults_injected = true;
-            // A 429 burst on gamma, a run of 502s on delta.
-            app.fake.inject_fault(Fault {
-                status: 429,
-                count: 20,
-                retry_after_secs: Some(2),
-                token: Some(intercom_token("gamma")),
-            });
-            app.fake.inject_fault(Fault {
-                status: 502,
-                count: 300,
-                retry_after_secs: None,
-                token: Some(intercom_token("delta")),
-            });
-        }
+        let n = app.fake.expire_sessions().await;
+        expired += n;
+        rounds += usize::from(n > 0);
     }
     stop.cancel();
     for t in tasks {
         t.await.unwrap();
     }
     let samples = samples.lock().unwrap().clone();
+    if let Ok(path) = std::env::var("SOAK_LOGS") {
+        std::fs::write(path, crate::helpers::captured_logs()).unwrap();
+    }
 
     let expected: &[(&str, &[&str])] = &[
         ("alpha", &["200"]),
@@ -189,71 +184,89 @@ async fn mixed_soak_keeps_healthy_tenants_whole_and_flat_while_others_fail(
             &["200", "502 upstream_error", "503 upstream_unavailable"],
         ),
     ];
-    if std::env::var("SOAK_LOGS").is_ok() {
-        for l in crate::helpers::captured_logs().lines() {
-            if l.contains("\"status\":502") && (l.contains("alpha") || l.contains("beta")) {
-                let i = l.find("cause").unwrap_or(0);
-                eprintln!("{}", &l[i..l.len().min(i + 300)]);
-            }
-        }
+    let latencies = |tenant: &str, from: Duration, to: Duration| -> Vec<Duration> {
+        samples
+            .iter()
+            .filter(|s| s.tenant == tenant && s.at >= from && s.at < to)
+            .map(|s| s.latency)
+            .collect()
+    };
+    let mut report = vec![format!(
+        "{} calls; {rounds} expiry rounds, {expired} sessions expired",
+        samples.len()
+    )];
+    for (tenant, _) in expected {
+        let stats = app.fake.stats(&intercom_token(tenant));
+        let (base, soak) = (
+            latencies(tenant, warm_up, baseline_end),
+            latencies(tenant, baseline_end, total),
+        );
+        report.push(format!(
+            "{tenant}: {:?}, initializes {}, upstream tool calls {}, latency p50/p99 baseline {:?}/{:?} soak {:?}/{:?}",
+            outcomes(&samples, tenant),
+            stats.initializes,
+            stats.tool_calls,
+            p(base.clone(), 0.5),
+            p(base, 0.99),
+            p(soak.clone(), 0.5),
+            p(soak, 0.99),
+        ));
     }
-    let mut report = Vec::new();
+    report.push(format!(
+        "sessions with two tokens: {}",
+        app.fake.sessions_with_multiple_tokens()
+    ));
+    let report = report.join("\n  ");
+    eprintln!("mixed soak:\n  {report}");
+
+    assert!(rounds >= 15, "{report}");
     for (tenant, allowed) in expected {
         let by_outcome = outcomes(&samples, tenant);
-        let stats = app.fake.stats(&intercom_token(tenant));
-        report.push(format!(
-            "{tenant}: {by_outcome:?}, initializes {}, upstream tool calls {}",
-            stats.initializes, stats.tool_calls
-        ));
         for outcome in by_outcome.keys() {
             assert!(
                 allowed.contains(&outcome.as_str()),
-                "{tenant}: unexpected outcome {outcome}: {by_outcome:?}"
+                "{tenant}: unexpected outcome {outcome}\n  {report}"
             );
         }
         assert!(
             by_outcome.get("200").copied().unwrap_or(0) > 20,
-            "{tenant}: {by_outcome:?}"
+            "{tenant}\n  {report}"
         );
-        // One session per tenant carries 4 callers; each expiry renews it once.
+        // Four callers fit one session: the first initialize, then at most one renewal per
+        // expiry round (rmcp renews once for all the calls that met the 404), plus one spare
+        // for a round that lands between a renewal's initialize and its first call.
+        let initializes = app.fake.stats(&intercom_token(tenant)).initializes as usize;
         assert!(
-            stats.initializes as usize <= expiries + 2,
-            "{tenant}: {} initializes for {expiries} expiries",
-            stats.initializes
+            initializes <= rounds + 2,
+            "{tenant}: {initializes} initializes for {rounds} expiry rounds\n  {report}"
         );
     }
     let gamma = outcomes(&samples, "gamma");
     let delta = outcomes(&samples, "delta");
-    assert!(gamma.contains_key("429 upstream_rate_limited"), "{gamma:?}");
+    assert!(gamma.contains_key("429 upstream_rate_limited"), "{report}");
     assert!(
         delta.contains_key("503 upstream_unavailable"),
-        "the circuit opened: {delta:?}"
+        "the circuit opened\n  {report}"
     );
+    assert_eq!(app.fake.sessions_with_multiple_tokens(), 0, "{report}");
 
-    let latencies = |from: Duration, to: Duration| -> Vec<Duration> {
-        samples
-            .iter()
-            .filter(|s| ["alpha", "beta"].contains(&s.tenant) && s.at >= from && s.at < to)
-            .map(|s| s.latency)
-            .collect()
-    };
-    let before = latencies(Duration::from_secs(1), baseline_end);
-    let during = latencies(baseline_end, total);
-    let (b50, b95, d50, d95) = (
-        p(before.clone(), 0.5),
-        p(before, 0.95),
-        p(during.clone(), 0.5),
-        p(during, 0.95),
-    );
-    report.push(format!(
-        "healthy latency before faults p50 {b50:?} p95 {b95:?}; during p50 {d50:?} p95 {d95:?}; {expiries} expiries; sessions with two tokens: {}",
-        app.fake.sessions_with_multiple_tokens()
-    ));
-    eprintln!("mixed soak:\n  {}", report.join("\n  "));
-    assert_eq!(app.fake.sessions_with_multiple_tokens(), 0);
-    assert!(
-        d95 <= b95 * 2 + Duration::from_millis(100),
-        "healthy tenants slowed down: {}",
-        report.join("; ")
-    );
+    // Flat: healthy tenants' latency under expiry and the others' faults stays close to their
+    // own baseline. An expiry costs the calls it cuts one stream resume (≤150 ms) and a rerun,
+    // so p99 gets more room than p50; the factors are generous for a busy shared machine.
+    for tenant in ["alpha", "beta"] {
+        let (base, soak) = (
+            latencies(tenant, warm_up, baseline_end),
+            latencies(tenant, baseline_end, total),
+        );
+        let (b50, b99) = (p(base.clone(), 0.5), p(base, 0.99));
+        let (d50, d99) = (p(soak.clone(), 0.5), p(soak, 0.99));
+        assert!(
+            d50 <= b50 * 3 + Duration::from_millis(100),
+            "{tenant}: p50 {b50:?} -> {d50:?}\n  {report}"
+        );
+        assert!(
+            d99 <= b99 * 3 + Duration::from_millis(750),
+            "{tenant}: p99 {b99:?} -> {d99:?}\n  {report}"
+        );
+    }
 }
