@@ -6,7 +6,7 @@ use std::time::Duration;
 use intercom_mcp_gateway::fake_intercom::FakeOptions;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::helpers::{TcpProxy, TestApp, admin, assert_problem, spawn_app_full};
+use crate::helpers::{TcpProxy, TestApp, admin, assert_problem, mint, spawn_app_full};
 
 const CALL: &str = "/v1/tenants/acme/conversations?state=open";
 
@@ -47,10 +47,15 @@ async fn an_outage_longer_than_the_cache_ttl_serves_the_last_copy_and_503s_the_r
 ) {
     let (app, proxy) = behind_a_proxy(db, &["--tenant-cache-ttl", "1s"]).await;
     let token = app.add_tenant("acme").await;
-    let unseen = app.add_tenant("globex").await;
     assert_eq!(app.get(CALL, &token).await.status(), 200);
 
     proxy.cut();
+    // Created while this replica cannot hear about it (another replica, here psql).
+    sqlx::query("INSERT INTO tenants (id, name, region) VALUES ('globex', 'Globex', 'us')")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let unseen = mint("svc-globex", Some("globex"), "intercom:read");
     tokio::time::sleep(Duration::from_millis(1500)).await; // acme's cached copy expired
     for _ in 0..5 {
         assert_eq!(app.get(CALL, &token).await.status(), 200);
@@ -66,13 +71,14 @@ async fn an_outage_longer_than_the_cache_ttl_serves_the_last_copy_and_503s_the_r
     assert_problem(res, 503, "database_unavailable").await;
 
     proxy.restore();
+    // Once Postgres answers, globex is read: it has no credential yet.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let status = app
             .get("/v1/tenants/globex/conversations?state=open", &unseen)
             .await
             .status();
-        if status == 200 {
+        if status == 409 {
             break;
         }
         assert!(
