@@ -19,6 +19,7 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 use secrecy::SecretString;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -103,12 +104,16 @@ impl ToolResult {
         })
     }
 
-    /// The result as JSON: `structuredContent`, else the first text block parsed as JSON.
-    pub fn json(&self) -> Option<Value> {
+    /// The result as JSON: `structuredContent`, else the first text block when it is JSON.
+    /// The text is validated and passed through as is, not parsed into a tree and re-encoded:
+    /// a tool result is the largest thing a call carries.
+    pub fn json(&self) -> Option<Box<RawValue>> {
         if let Some(s) = &self.structured_content {
-            return Some(s.clone());
+            return serde_json::value::to_raw_value(s).ok();
         }
-        serde_json::from_str(self.first_text()?).ok()
+        serde_json::from_str::<&RawValue>(self.first_text()?)
+            .ok()
+            .map(RawValue::to_owned)
     }
 }
 
