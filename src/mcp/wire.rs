@@ -170,6 +170,13 @@ fn cap_post_retry(res: StreamableHttpPostResponse) -> StreamableHttpPostResponse
 }
 type WireResult<T> = Result<T, StreamableHttpError<reqwest::Error>>;
 
+/// The standalone `GET` stream (MCP transports §Listening for Messages from the Server) is
+/// optional for clients, and the gateway has no use for it: it answers no server-initiated
+/// requests (sampling, elicitation, roots) and refreshes tool lists on its own schedule. Held
+/// open, it costs one upstream connection per session, idle or not (≈ 100 KiB of gateway memory
+/// per idle tenant with its buffers, issue 8). So a `GET` without `Last-Event-ID` is answered
+/// here as a server without SSE would (405): rmcp then skips the stream. Resuming a broken POST
+/// response stream (always with `Last-Event-ID`) still goes upstream.
 impl StreamableHttpClient for WireClient {
     type Error = reqwest::Error;
 
@@ -241,6 +248,9 @@ impl StreamableHttpClient for WireClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> WireResult<SseStream> {
+        if last_event_id.is_none() {
+            return Err(StreamableHttpError::ServerDoesNotSupportSse);
+        }
         self.inner
             .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
             .await
@@ -256,6 +266,9 @@ impl StreamableHttpClient for WireClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> WireResult<SseStream> {
+        if last_event_id.is_none() {
+            return Err(StreamableHttpError::ServerDoesNotSupportSse);
+        }
         self.inner
             .get_stream_with_max_sse_event_size(
                 uri,
