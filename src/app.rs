@@ -76,6 +76,7 @@ impl Application {
                 catalog_ttl: Duration::from_secs(300),
                 drain_timeout: args.shutdown_timeout,
                 upstream_protocol: args.pool.upstream_protocol,
+                upstream_listen: args.pool.upstream_listen,
             },
             metrics.clone(),
         )?;

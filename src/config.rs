@@ -335,6 +335,13 @@ pub struct PoolArgs {
     #[arg(long, env = "GATEWAY_UPSTREAM_PROTOCOL", value_name = "GATEWAY_UPSTREAM_PROTOCOL", value_enum, default_value_t = UpstreamProtocol::Auto)]
     pub upstream_protocol: UpstreamProtocol,
 
+    /// Hold each session's optional standalone `GET` stream open, so the server can push
+    /// `notifications/tools/list_changed` at once. Costs one upstream connection per session,
+    /// idle or not; off, tool lists refresh by TTL, on an unknown tool, and on a notification
+    /// that arrives with an answer.
+    #[arg(long, env = "GATEWAY_UPSTREAM_LISTEN", value_name = "GATEWAY_UPSTREAM_LISTEN", default_value_t = false, action = clap::ArgAction::Set)]
+    pub upstream_listen: bool,
+
     /// Consecutive upstream outages (5xx, connection failures, timeouts) that open a tenant's circuit.
     #[arg(long, env = "GATEWAY_CIRCUIT_FAILURE_THRESHOLD", value_name = "GATEWAY_CIRCUIT_FAILURE_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub circuit_failure_threshold: u32,

@@ -49,6 +49,8 @@ pub struct TokenStats {
     pub tool_calls: u64,
     pub list_tools: u64,
     pub deletes: u64,
+    /// Standalone `GET` streams opened (a `GET` without `Last-Event-ID`, not a resume).
+    pub listens: u64,
     pub requests: u64,
     pub max_in_flight_calls: u64,
     pub calls_by_tool: BTreeMap<String, u64>,

@@ -89,6 +89,11 @@ pub(crate) async fn gate(
             *s.calls_by_tool.entry(tool).or_default() += 1;
         }
         _ if request.method() == Method::DELETE => s.deletes += 1,
+        _ if request.method() == Method::GET
+            && !request.headers().contains_key("last-event-id") =>
+        {
+            s.listens += 1
+        }
         _ => {}
     });
     match (method, envelope.id.clone(), envelope.cancels.clone()) {

@@ -4,6 +4,7 @@
 use axum::Extension;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -110,12 +111,15 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 
 /// A typed endpoint's answer: `structuredContent`, else the first text block as JSON, else
 /// `{"text": ...}` for a tool that answered plain text.
-fn typed_body(result: &ToolResult) -> Json<Value> {
-    Json(
-        result.json().unwrap_or_else(
-            || serde_json::json!({ "text": result.first_text().unwrap_or_default() }),
-        ),
-    )
+fn typed_body(result: &ToolResult) -> Result<Json<Box<RawValue>>, ApiError> {
+    match result.json() {
+        Some(raw) => Ok(Json(raw)),
+        None => serde_json::value::to_raw_value(
+            &serde_json::json!({ "text": result.first_text().unwrap_or_default() }),
+        )
+        .map(Json)
+        .map_err(|e| ApiError::Internal(e.into())),
+    }
 }
 
 /// Search conversations (`search_conversations`).
@@ -129,7 +133,7 @@ async fn search_conversations(
     Extension(slot): Extension<CallSlot>,
     Path(tenant): Path<String>,
     Query(f): Query<ConversationFilters>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Box<RawValue>>, ApiError> {
     let params = filters(&[
         ("state", &f.state),
         ("source_type", &f.source_type),
@@ -148,7 +152,7 @@ async fn search_conversations(
         |s| query_args(s, &params),
     )
     .await?;
-    Ok(typed_body(&r))
+    typed_body(&r)
 }
 
 /// One conversation with its parts (`get_conversation`). `id` may be raw,
@@ -162,13 +166,13 @@ async fn get_conversation(
     Authenticated(caller): Authenticated,
     Extension(slot): Extension<CallSlot>,
     Path((tenant, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Box<RawValue>>, ApiError> {
     check_id(&id)?;
     let (_, r) = run_tool(&state, &caller, &slot, &tenant, "get_conversation", |s| {
         id_args(s, &id)
     })
     .await?;
-    Ok(typed_body(&r))
+    typed_body(&r)
 }
 
 /// Search contacts (`search_contacts`).
@@ -182,7 +186,7 @@ async fn search_contacts(
     Extension(slot): Extension<CallSlot>,
     Path(tenant): Path<String>,
     Query(f): Query<ContactFilters>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Box<RawValue>>, ApiError> {
     let params = filters(&[
         ("email", &f.email),
         ("email_domain", &f.email_domain),
@@ -195,7 +199,7 @@ async fn search_contacts(
         query_args(s, &params)
     })
     .await?;
-    Ok(typed_body(&r))
+    typed_body(&r)
 }
 
 /// One contact (`get_contact`).
@@ -208,13 +212,13 @@ async fn get_contact(
     Authenticated(caller): Authenticated,
     Extension(slot): Extension<CallSlot>,
     Path((tenant, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Box<RawValue>>, ApiError> {
     check_id(&id)?;
     let (_, r) = run_tool(&state, &caller, &slot, &tenant, "get_contact", |s| {
         id_args(s, &id)
     })
     .await?;
-    Ok(typed_body(&r))
+    typed_body(&r)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -255,7 +259,7 @@ async fn search(
     Extension(slot): Extension<CallSlot>,
     Path(tenant): Path<String>,
     Json(body): Json<SearchRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Box<RawValue>>, ApiError> {
     if body.query.len() > 4096 {
         return Err(ApiError::InvalidRequest(
             "`query` must be at most 4096 characters".into(),
@@ -274,7 +278,7 @@ async fn search(
         Ok(args)
     })
     .await?;
-    Ok(typed_body(&r))
+    typed_body(&r)
 }
 
 /// Fetch any resource by prefixed id or URL (`fetch`).
@@ -287,13 +291,13 @@ async fn fetch_resource(
     Authenticated(caller): Authenticated,
     Extension(slot): Extension<CallSlot>,
     Path((tenant, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Box<RawValue>>, ApiError> {
     check_id(&id)?;
     let (_, r) = run_tool(&state, &caller, &slot, &tenant, "fetch", |s| {
         id_args(s, &id)
     })
     .await?;
-    Ok(typed_body(&r))
+    typed_body(&r)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -359,7 +363,7 @@ pub struct CallResponse {
     structured_content: Option<Value>,
     /// `structured_content`, else the first text block parsed as JSON, else null.
     #[schema(value_type = Option<Object>)]
-    data: Option<Value>,
+    data: Option<Box<RawValue>>,
 }
 
 /// MCP tool names (SEP-986): 1-128 characters of letters, digits, `_`, `-`, `.`.

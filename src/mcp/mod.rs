@@ -21,6 +21,7 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 use secrecy::SecretString;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -117,6 +118,8 @@ pub struct PoolSettings {
     pub drain_timeout: Duration,
     /// `GATEWAY_UPSTREAM_PROTOCOL`: session-based MCP, stateless 2026-07-28, or probe.
     pub upstream_protocol: UpstreamProtocol,
+    /// `GATEWAY_UPSTREAM_LISTEN`: hold each session's standalone `GET` stream.
+    pub upstream_listen: bool,
 }
 
 /// A live session as `GET .../sessions` shows it.
@@ -158,12 +161,16 @@ impl ToolResult {
         })
     }
 
-    /// The result as JSON: `structuredContent`, else the first text block parsed as JSON.
-    pub fn json(&self) -> Option<Value> {
+    /// The result as JSON: `structuredContent`, else the first text block when it is JSON.
+    /// The text is validated and passed through as is, not parsed into a tree and re-encoded:
+    /// a tool result is the largest thing a call carries.
+    pub fn json(&self) -> Option<Box<RawValue>> {
         if let Some(s) = &self.structured_content {
-            return Some(s.clone());
+            return serde_json::value::to_raw_value(s).ok();
         }
-        serde_json::from_str(self.first_text()?).ok()
+        serde_json::from_str::<&RawValue>(self.first_text()?)
+            .ok()
+            .map(RawValue::to_owned)
     }
 }
 

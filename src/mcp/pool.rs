@@ -192,7 +192,11 @@ impl TenantPool {
         {
             return Err(err.clone());
         }
-        let wire = WireClient::new(ctx.http.clone(), ctx.metrics.clone());
+        let wire = WireClient::new(
+            ctx.http.clone(),
+            ctx.metrics.clone(),
+            ctx.settings.upstream_listen,
+        );
         let cap = ctx.settings.per_session_cap;
         let span = tracing::info_span!(
             "mcp.initialize",

@@ -40,13 +40,16 @@ pub(super) struct WireClient {
     /// `GET` that resumes a response stream). A call that sees it move learns that its failure
     /// was the session ending under it, not an outage.
     expiries: Arc<AtomicU64>,
+    /// Whether to open the standalone `GET` stream (see the `StreamableHttpClient` impl).
+    listen: bool,
 }
 
 impl WireClient {
-    pub(super) fn new(inner: reqwest::Client, metrics: Metrics) -> Self {
+    pub(super) fn new(inner: reqwest::Client, metrics: Metrics, listen: bool) -> Self {
         Self {
             inner,
             metrics,
+            listen,
             session_id: Arc::default(),
             handshake_traceparent: Arc::default(),
             expired: Arc::default(),
@@ -247,6 +250,14 @@ fn cap_post_retry(res: StreamableHttpPostResponse) -> StreamableHttpPostResponse
 }
 type WireResult<T> = Result<T, StreamableHttpError<reqwest::Error>>;
 
+/// The standalone `GET` stream (MCP transports §Listening for Messages from the Server) is
+/// optional for clients. The gateway answers no server-initiated requests (sampling,
+/// elicitation, roots); its only use is a pushed `notifications/tools/list_changed`, and held
+/// open it costs one upstream connection per session, idle or not (issue 8: 309 → 18 upstream
+/// connections for 300 idle tenants without it). So unless `GATEWAY_UPSTREAM_LISTEN` is on, a
+/// `GET` without `Last-Event-ID` is answered here as a server without SSE would (405): rmcp then
+/// skips the stream. Resuming a broken POST response stream (always with `Last-Event-ID`) still
+/// goes upstream.
 impl StreamableHttpClient for WireClient {
     type Error = reqwest::Error;
 
@@ -326,6 +337,9 @@ impl StreamableHttpClient for WireClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> WireResult<SseStream> {
+        if last_event_id.is_none() && !self.listen {
+            return Err(StreamableHttpError::ServerDoesNotSupportSse);
+        }
         if self.known_gone(session_id.as_ref()) {
             return Err(StreamableHttpError::SessionExpired);
         }
@@ -348,6 +362,9 @@ impl StreamableHttpClient for WireClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> WireResult<SseStream> {
+        if last_event_id.is_none() && !self.listen {
+            return Err(StreamableHttpError::ServerDoesNotSupportSse);
+        }
         if self.known_gone(session_id.as_ref()) {
             return Err(StreamableHttpError::SessionExpired);
         }

@@ -14,6 +14,8 @@ pub use traces::Export;
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -79,10 +81,18 @@ pub fn init_with(options: TelemetryOptions) -> Telemetry {
         }
     };
     let tracing = traces::build(&options.export);
+    // Every request runs five spans through this layer, and futures enter and exit them on
+    // every poll: per-span extras are off. Thread ids and busy/idle timings cost a clock read
+    // per enter/exit and say little about async work; nothing reads OpenTelemetry's
+    // thread-local current context (we hand spans on with `OpenTelemetrySpanExt::context`),
+    // so entering a span need not activate it.
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracing.tracer.clone())
         // Log events inside a span become span events; their level is already in the log.
-        .with_level(false);
+        .with_level(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false);
     let writer = options
         .writer
         .unwrap_or_else(|| BoxMakeWriter::new(std::io::stdout));
@@ -92,6 +102,10 @@ pub fn init_with(options: TelemetryOptions) -> Telemetry {
             .with(tracing_subscriber::fmt::layer().with_writer(writer))
             .try_init()
     } else {
+        // JSON lines carry no span context, so the log layer sees events only: otherwise it
+        // renders every span's fields to JSON on creation and re-parses and re-renders them on
+        // every `Span::record` (the access-log span records five) — a fifth of a tool call's
+        // instructions (issue 8 profile).
         registry
             .with(
                 tracing_subscriber::fmt::layer()
@@ -99,7 +113,8 @@ pub fn init_with(options: TelemetryOptions) -> Telemetry {
                     .flatten_event(true)
                     .with_current_span(false)
                     .with_span_list(false)
-                    .with_writer(writer),
+                    .with_writer(writer)
+                    .with_filter(filter_fn(|meta| meta.is_event())),
             )
             .try_init()
     };

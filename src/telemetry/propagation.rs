@@ -4,11 +4,9 @@
 //! Only `traceparent` and `tracestate` are read and written; baggage is not propagated, since a
 //! caller's baggage could carry anything to a third party.
 
-use std::collections::HashMap;
-
 use http::HeaderMap;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{TraceContextExt, TraceFlags};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -44,11 +42,20 @@ pub fn trace_id(span: &tracing::Span) -> Option<String> {
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
 
-/// The `traceparent` naming `span` as the parent of a downstream request.
+/// The `traceparent` naming `span` as the parent of a downstream request: version `00`, trace
+/// id, span id, flags (W3C Trace Context §3.2), written directly rather than through the
+/// propagator's map carrier, since it runs on every upstream call.
 pub fn traceparent(span: &tracing::Span) -> Option<String> {
-    let mut carrier: HashMap<String, String> = HashMap::new();
-    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
-    carrier.remove(TRACEPARENT)
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8() & TraceFlags::SAMPLED.to_u8()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -84,6 +91,27 @@ mod tests {
                 !tp.contains("00f067aa0ba902b7"),
                 "our own span id, not the caller's"
             );
+        });
+    }
+
+    #[test]
+    fn the_handed_on_traceparent_is_what_the_w3c_propagator_writes() {
+        let t = build(&Export::Off);
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(t.tracer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            for caller in [
+                CALLER,
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            ] {
+                let mut headers = HeaderMap::new();
+                headers.insert(TRACEPARENT, caller.parse().unwrap());
+                let span = tracing::info_span!("http.request");
+                continue_trace(&span, &headers);
+                let mut carrier = std::collections::HashMap::new();
+                TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+                assert_eq!(traceparent(&span), carrier.remove(TRACEPARENT));
+            }
         });
     }
 

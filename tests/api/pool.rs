@@ -330,7 +330,8 @@ async fn a_tool_list_changed_notification_refreshes_the_tenant_catalog(
     _: PgPoolOptions,
     db: PgConnectOptions,
 ) {
-    let app = spawn_app(db).await;
+    // The notification comes on the session's standalone GET stream, held only when asked.
+    let app = spawn_app_with(db, FakeOptions::default(), &["--upstream-listen", "true"]).await;
     let token = app.add_tenant("acme").await;
     let upstream = intercom_token("acme");
     let names = || async {
@@ -372,6 +373,27 @@ async fn a_tool_list_changed_notification_refreshes_the_tenant_catalog(
         "{listed:?}"
     );
     assert!(app.fake.stats(&upstream).list_tools > lists);
+    assert!(app.fake.stats(&upstream).listens >= 1);
+}
+
+#[sqlx::test(migrations = false)]
+async fn sessions_hold_no_standalone_stream_unless_asked(_: PgPoolOptions, db: PgConnectOptions) {
+    let app = spawn_app(db).await;
+    let token = app.add_tenant("acme").await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.get("/v1/tenants/acme/conversations?state=open", &token)
+                .await
+                .status(),
+            200
+        );
+    }
+    let stats = app.fake.stats(&intercom_token("acme"));
+    assert!(stats.initializes >= 1);
+    assert_eq!(
+        stats.listens, 0,
+        "no upstream connection held per idle session"
+    );
 }
 
 #[sqlx::test(migrations = false)]
