@@ -154,11 +154,17 @@ impl TenantDirectory {
         self.cache.invalidate(id).await;
     }
 
-    /// The tenant changed (a change notification): reads it again now, while Postgres is known
-    /// to answer, so calls do not depend on reaching Postgres later. If the read fails the
-    /// tenant is forgotten and the next call reads it.
+    /// The tenant changed (a change notification). A tenant this replica has cached is read
+    /// again now, while Postgres is known to answer, so calls do not depend on reaching Postgres
+    /// later; one it has not cached is only forgotten (reading it ahead could cache a copy that
+    /// predates a change whose notification is still on its way). If the read fails the tenant
+    /// is forgotten and the next call reads it.
     pub async fn reload(&self, id: &TenantId) {
+        let cached = self.cache.contains_key(id);
         self.invalidate(id).await;
+        if !cached {
+            return;
+        }
         let epoch = self.epoch.load(Ordering::Acquire);
         if let Ok(slot) = self.load_slot(id).await
             && !slot.stale
