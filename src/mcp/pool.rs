@@ -13,7 +13,7 @@
 //! one replaces them, and [`TenantPool::maintain`] closes them once their calls are done, as it
 //! closes sessions idle for `GATEWAY_POOL_IDLE_TIMEOUT`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,9 @@ pub(super) struct TenantPool {
     admission: Admission,
     /// Which MCP generation the upstream speaks, learned by the first session (`protocol.rs`).
     protocol: Negotiation,
+    /// Set when the pool is drained (credential replaced or deleted, shutdown): it opens no
+    /// more sessions, so a call still queued here cannot leave one behind with the old token.
+    drained: AtomicBool,
 }
 
 enum Pick {
@@ -89,6 +92,14 @@ impl TenantPool {
             queued: AtomicUsize::new(0),
             admission: Admission::new(settings.circuit_failures, settings.circuit_cooldown),
             protocol: Negotiation::new(settings.upstream_protocol),
+            drained: AtomicBool::new(false),
+        }
+    }
+
+    /// A call that reached a drained pool: its credential generation is gone.
+    fn drained_error() -> UpstreamError {
+        UpstreamError::Unavailable {
+            retry_after: Duration::from_secs(1),
         }
     }
 
@@ -129,6 +140,9 @@ impl TenantPool {
             let notified = self.released.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if self.drained.load(Ordering::Acquire) {
+                return Err(Self::drained_error());
+            }
             match self.pick(ctx) {
                 Pick::Got(g) => return Ok(g),
                 Pick::Open => match self.open(ctx).await? {
@@ -234,8 +248,21 @@ impl TenantPool {
                 let claimed = session.try_begin(cap);
                 let count = {
                     let mut sessions = self.write();
-                    sessions.push(session);
-                    sessions.len()
+                    // Checked under the lock `drain` takes the sessions with, so a session
+                    // cannot slip in after the drain and be left open with the old token.
+                    if self.drained.load(Ordering::Acquire) {
+                        None
+                    } else {
+                        sessions.push(session.clone());
+                        Some(sessions.len())
+                    }
+                };
+                let Some(count) = count else {
+                    drop(claimed);
+                    drop(_entered);
+                    session.close().await;
+                    ctx.metrics.session_event("closed");
+                    return Err(Self::drained_error());
                 };
                 self.publish_count(ctx, count);
                 self.released.notify_waiters();
@@ -378,7 +405,13 @@ impl TenantPool {
     /// Waits (bounded) for in-flight calls to finish, then closes every session.
     pub(super) async fn drain(&self, ctx: &UpstreamContext, deadline: Duration) {
         // Taken out, so no call picks them; still counted in the gauge until each is closed.
-        let sessions: Vec<Arc<Session>> = std::mem::take(&mut *self.write());
+        let sessions: Vec<Arc<Session>> = {
+            let mut sessions = self.write();
+            self.drained.store(true, Ordering::Release);
+            std::mem::take(&mut *sessions)
+        };
+        // Queued callers look again and find the pool drained.
+        self.released.notify_waiters();
         if self.admission.is_open() {
             ctx.metrics.set_circuit_open(&self.key.tenant, false);
         }

@@ -454,3 +454,72 @@ async fn a_full_queue_says_retry_after_the_queue_timeout(_: PgPoolOptions, db: P
         assert_problem(res, 503, "upstream_unavailable").await;
     }
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_call_queued_on_a_replaced_credentials_pool_opens_no_session_with_the_old_token(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let args = [
+        "--pool-max-sessions",
+        "1",
+        "--pool-session-max-in-flight",
+        "1",
+        "--pool-queue-timeout",
+        "10s",
+    ];
+    let app = spawn_app_with(db, Default::default(), &args).await;
+    let token = app.add_tenant("acme").await;
+    assert_eq!(
+        app.get("/v1/tenants/acme/tools", &token).await.status(),
+        200
+    );
+    app.fake.set_latency(Duration::from_millis(1500));
+    let running = app.get(CALL, &token);
+    let queued = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.get(CALL, &token).await
+    };
+    let replace = async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        app.fake.add_workspace("itk_acme_second", "acme");
+        let res = app
+            .request(
+                Method::PUT,
+                "/v1/tenants/acme/intercom/credential",
+                Some(&admin()),
+                Some(serde_json::json!({"access_token": "itk_acme_second"})),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+    };
+    let (running, queued, ()) = tokio::join!(running, queued, replace);
+    assert_eq!(running.status(), 200, "the call in flight finishes");
+    // Queued behind it on the old pool: refused (retry goes to the new credential), or, on a
+    // slow machine that queued it after the change, served by the new pool.
+    if queued.status() != 200 {
+        assert_eq!(queued.headers()["retry-after"], "1");
+        assert_problem(queued, 503, "upstream_unavailable").await;
+    }
+    // No session was opened with the old token after the change, and the one there was is
+    // closed.
+    let old = intercom_token("acme");
+    assert_eq!(
+        app.fake.stats(&old).initializes,
+        1,
+        "{:?}",
+        app.fake.stats(&old)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let stats = app.fake.stats(&old);
+        if stats.deletes == stats.initializes {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old-token sessions left open: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
