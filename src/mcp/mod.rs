@@ -23,6 +23,7 @@ use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use tracing::field::Empty;
 use utoipa::ToSchema;
@@ -186,7 +187,7 @@ pub struct Upstream {
     pools: Cache<TenantId, Arc<TenantPool>>,
     /// Drains of replaced or removed pools still running, so shutdown can wait for their
     /// `DELETE`s too.
-    draining: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    draining: TaskTracker,
 }
 
 impl Upstream {
@@ -206,7 +207,7 @@ impl Upstream {
         });
         let listener_ctx = ctx.clone();
         let runtime = tokio::runtime::Handle::current();
-        let draining: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let draining = TaskTracker::new();
         let listener_draining = draining.clone();
         let pools = Cache::builder()
             .time_to_idle(settings.idle_timeout)
@@ -217,12 +218,8 @@ impl Upstream {
                     RemovalCause::Expired => Duration::ZERO,
                     _ => ctx.settings.drain_timeout,
                 };
-                let task = runtime.spawn(async move { pool.drain(&ctx, deadline).await });
-                let mut tasks = listener_draining
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                tasks.retain(|t| !t.is_finished());
-                tasks.push(task);
+                listener_draining
+                    .spawn_on(async move { pool.drain(&ctx, deadline).await }, &runtime);
             })
             .build();
         let upstream = Self {
@@ -400,15 +397,10 @@ impl Upstream {
         futures::future::join_all(drains).await;
         self.pools.invalidate_all();
         self.pools.run_pending_tasks().await;
-        let earlier: Vec<_> = std::mem::take(
-            &mut *self
-                .draining
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        self.draining.close();
         // A drain waits at most `drain_timeout` for calls, then rmcp bounds each DELETE.
         let bound = self.ctx.settings.drain_timeout.max(deadline) + Duration::from_secs(5);
-        if tokio::time::timeout(bound, futures::future::join_all(earlier))
+        if tokio::time::timeout(bound, self.draining.wait())
             .await
             .is_err()
         {

@@ -258,6 +258,24 @@ type WireResult<T> = Result<T, StreamableHttpError<reqwest::Error>>;
 /// `GET` without `Last-Event-ID` is answered here as a server without SSE would (405): rmcp then
 /// skips the stream. Resuming a broken POST response stream (always with `Last-Event-ID`) still
 /// goes upstream.
+impl WireClient {
+    /// Whether a `GET` goes upstream: the standalone stream only when listening, and nothing
+    /// for a session already known gone.
+    fn may_get(
+        &self,
+        session_id: Option<&Arc<str>>,
+        last_event_id: Option<&str>,
+    ) -> WireResult<()> {
+        if last_event_id.is_none() && !self.listen {
+            return Err(StreamableHttpError::ServerDoesNotSupportSse);
+        }
+        if self.known_gone(session_id) {
+            return Err(StreamableHttpError::SessionExpired);
+        }
+        Ok(())
+    }
+}
+
 impl StreamableHttpClient for WireClient {
     type Error = reqwest::Error;
 
@@ -337,12 +355,7 @@ impl StreamableHttpClient for WireClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> WireResult<SseStream> {
-        if last_event_id.is_none() && !self.listen {
-            return Err(StreamableHttpError::ServerDoesNotSupportSse);
-        }
-        if self.known_gone(session_id.as_ref()) {
-            return Err(StreamableHttpError::SessionExpired);
-        }
+        self.may_get(session_id.as_ref(), last_event_id.as_deref())?;
         let sent = session_id.clone();
         let res = self
             .inner
@@ -362,12 +375,7 @@ impl StreamableHttpClient for WireClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> WireResult<SseStream> {
-        if last_event_id.is_none() && !self.listen {
-            return Err(StreamableHttpError::ServerDoesNotSupportSse);
-        }
-        if self.known_gone(session_id.as_ref()) {
-            return Err(StreamableHttpError::SessionExpired);
-        }
+        self.may_get(session_id.as_ref(), last_event_id.as_deref())?;
         let sent = session_id.clone();
         let res = self
             .inner
