@@ -357,10 +357,10 @@ pub struct CallResponse {
     tool: String,
     /// The MCP content blocks, unchanged.
     #[schema(value_type = Vec<Object>)]
-    content: Vec<Value>,
+    content: Box<RawValue>,
     /// The tool's `structuredContent`, if any.
     #[schema(value_type = Option<Object>)]
-    structured_content: Option<Value>,
+    structured_content: Option<Box<RawValue>>,
     /// `structured_content`, else the first text block parsed as JSON, else null.
     #[schema(value_type = Option<Object>)]
     data: Option<Box<RawValue>>,

@@ -194,7 +194,7 @@ fn classify_transport(err: &(dyn StdError + Send + Sync + 'static)) -> UpstreamE
     UpstreamError::failed(err.to_string(), false, true)
 }
 
-fn classify_http(e: &StreamableHttpError<reqwest::Error>) -> UpstreamError {
+pub(super) fn classify_http(e: &StreamableHttpError<reqwest::Error>) -> UpstreamError {
     match e {
         StreamableHttpError::AuthRequired(_) => UpstreamError::Unauthorized,
         StreamableHttpError::HttpStatus(s) if s.status == 429 => UpstreamError::RateLimited {

@@ -6,6 +6,7 @@
 
 mod catalog;
 mod circuit;
+mod direct;
 mod error;
 mod handler;
 mod pool;
@@ -143,31 +144,61 @@ pub struct SessionInfo {
     pub mode: &'static str,
 }
 
-/// A tool's answer, free of rmcp types.
+/// A tool's answer, free of rmcp types. The content blocks and `structuredContent` are kept
+/// as the upstream's JSON text, never parsed into a tree and re-encoded: a tool result is the
+/// largest thing a call carries, and the gateway only passes it on.
 #[derive(Debug, Clone)]
 pub struct ToolResult {
-    /// The content blocks, as the MCP schema serialises them.
-    pub content: Vec<Value>,
-    pub structured_content: Option<Value>,
+    /// The content blocks (a JSON array), as the MCP schema serialises them.
+    pub content: Box<RawValue>,
+    /// `structuredContent`; an explicit `null` is `Some`.
+    pub structured_content: Option<Box<RawValue>>,
     pub is_error: bool,
+    /// The text of the first `text` content block, decoded once.
+    text: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Block<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl ToolResult {
+    pub(crate) fn new(
+        content: Box<RawValue>,
+        structured_content: Option<Box<RawValue>>,
+        is_error: bool,
+    ) -> Self {
+        let text = serde_json::from_str::<Vec<Block>>(content.get())
+            .ok()
+            .and_then(|blocks| {
+                blocks
+                    .into_iter()
+                    .find(|b| b.kind == "text")
+                    .and_then(|b| b.text)
+            })
+            .map(|t| t.into_owned());
+        Self {
+            content,
+            structured_content,
+            is_error,
+            text,
+        }
+    }
+
     /// The text of the first `text` content block.
     pub fn first_text(&self) -> Option<&str> {
-        self.content.iter().find_map(|b| {
-            (b.get("type")? == "text")
-                .then(|| b.get("text")?.as_str())
-                .flatten()
-        })
+        self.text.as_deref()
     }
 
     /// The result as JSON: `structuredContent`, else the first text block when it is JSON.
-    /// The text is validated and passed through as is, not parsed into a tree and re-encoded:
-    /// a tool result is the largest thing a call carries.
+    /// Either is validated and passed through as is.
     pub fn json(&self) -> Option<Box<RawValue>> {
         if let Some(s) = &self.structured_content {
-            return serde_json::value::to_raw_value(s).ok();
+            return Some(s.clone());
         }
         serde_json::from_str::<&RawValue>(self.first_text()?)
             .ok()
@@ -311,7 +342,7 @@ impl Upstream {
                         .await
                 };
                 match &outcome {
-                    Ok(r) if r.is_error == Some(true) => span.record("outcome", "tool_error"),
+                    Ok(r) if r.is_error => span.record("outcome", "tool_error"),
                     Ok(_) => span.record("outcome", "ok"),
                     Err(e) => {
                         span.record("otel.status_code", "ERROR");
@@ -319,17 +350,7 @@ impl Upstream {
                     }
                 };
                 match outcome {
-                    Ok(r) => {
-                        return Ok(ToolResult {
-                            content: r
-                                .content
-                                .iter()
-                                .filter_map(|c| serde_json::to_value(c).ok())
-                                .collect(),
-                            structured_content: r.structured_content,
-                            is_error: r.is_error.unwrap_or(false),
-                        });
-                    }
+                    Ok(r) => return Ok(r),
                     Err(e) if tool.read_only && budget.take(&e) => {
                         tracing::info!(tenant = %key.tenant, tool = %tool.name, detail = %e, "retrying read-only call");
                         pool.prune(&self.ctx);

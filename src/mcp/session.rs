@@ -13,21 +13,23 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities, ClientConfig,
-    Implementation, PaginatedRequestParams, ProtocolVersion, RequestMetaObject, Tool,
+    CallToolRequestParams, CallToolResponse, CancelledNotificationParam, ClientCapabilities,
+    ClientConfig, Implementation, PaginatedRequestParams, ProtocolVersion, RequestId,
+    RequestMetaObject, Tool,
 };
 use rmcp::service::{ClientInitializeError, ClientServiceExt, Peer, RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::common::client_side_sse::SseRetryPolicy;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
+use super::direct;
 use super::error::UpstreamError;
 use super::handler::{CatalogStale, Handler};
 use super::protocol::{Mode, Negotiation, Plan};
 use super::wire::WireClient;
-use super::{PoolKey, SessionInfo};
+use super::{PoolKey, SessionInfo, ToolResult};
 use crate::telemetry::propagation;
 
 pub(super) struct Session {
@@ -44,6 +46,10 @@ pub(super) struct Session {
     released: Arc<Notify>,
     pub(super) protocol_version: String,
     pub(super) mode: Mode,
+    /// For the direct `tools/call` path (see `direct.rs`).
+    url: Arc<str>,
+    token: SecretString,
+    stale: CatalogStale,
 }
 
 /// A call's claim on a session: counted in flight for as long as it lives, even if the
@@ -131,6 +137,9 @@ impl Session {
             released,
             protocol_version: version.to_string(),
             mode,
+            url: key.url.clone(),
+            token: key.token.clone(),
+            stale: catalog_stale,
         })
     }
 
@@ -170,18 +179,78 @@ impl Session {
         Some(InFlight(self.clone()))
     }
 
+    /// Runs `tools/call`: directly on a ready session-based session (see `direct.rs`), through
+    /// rmcp otherwise and whenever the direct POST meets an expired session.
     pub(super) async fn call_tool(
         &self,
         name: &str,
         arguments: Map<String, Value>,
-    ) -> Result<CallToolResult, UpstreamError> {
-        let mut params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
-        params.meta = trace_meta();
+    ) -> Result<ToolResult, UpstreamError> {
+        let traceparent = propagation::traceparent(&tracing::Span::current());
         // What the session looked like when the call started: if it is found gone before the
         // call ends, the failure is the session's end, not an outage of Intercom.
         let expiries = self.wire.expiries();
+        if self.mode == Mode::Session
+            && let Some(sid) = self.wire.ready_session()
+        {
+            let target = direct::Target {
+                http: self.wire.http(),
+                url: &self.url,
+                token: &self.token,
+                session_id: &sid,
+                protocol_version: &self.protocol_version,
+                traceparent: traceparent.as_deref(),
+            };
+            let id = direct::next_request_id();
+            let mut cancel = CancelOnDrop {
+                peer: &self.peer,
+                id: Some(&id),
+            };
+            let outcome = target.call(&id, name, &arguments, &self.stale).await;
+            cancel.id = None;
+            match outcome {
+                direct::Outcome::Answer(Ok(r)) => return Ok(r),
+                direct::Outcome::Answer(Err(e)) => {
+                    return Err(self
+                        .failure(rmcp::ServiceError::McpError(e), expiries)
+                        .await);
+                }
+                direct::Outcome::Refused(e) => return Err(e),
+                direct::Outcome::StreamLost => {
+                    return Err(self
+                        .failure(rmcp::ServiceError::TransportClosed, expiries)
+                        .await);
+                }
+                direct::Outcome::SessionGone => {
+                    // The POST did not run. rmcp's path meets the same 404, renews the
+                    // session once for everyone, and re-sends the request there.
+                    self.wire.note_expired(&sid);
+                }
+            }
+        }
+        let mut params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
+        params.meta = traceparent.map(|t| {
+            let mut meta = RequestMetaObject::default();
+            meta.set_traceparent(t);
+            meta
+        });
+        let expiries = self.wire.expiries();
         match self.peer.call_tool_once(params).await {
-            Ok(CallToolResponse::Complete(r)) => Ok(r),
+            Ok(CallToolResponse::Complete(r)) => {
+                let raw = |e: serde_json::Error| UpstreamError::Failed {
+                    detail: format!("the upstream's tools/call result does not encode: {e}"),
+                    retryable: false,
+                    outage: false,
+                };
+                Ok(ToolResult::new(
+                    serde_json::value::to_raw_value(&r.content).map_err(raw)?,
+                    r.structured_content
+                        .map(|v| serde_json::value::to_raw_value(&v))
+                        .transpose()
+                        .map_err(raw)?,
+                    r.is_error.unwrap_or(false),
+                ))
+            }
             Ok(_) => Err(UpstreamError::Failed {
                 detail: "upstream asked for interactive input or a task, which the gateway does not support".into(),
                 retryable: false,
@@ -364,6 +433,27 @@ fn trace_meta() -> Option<RequestMetaObject> {
     let mut meta = RequestMetaObject::default();
     meta.set_traceparent(traceparent);
     Some(meta)
+}
+
+/// A direct call abandoned before its answer (the caller's timeout dropped it) tells the server
+/// to stop working on it (MCP cancellation utility), as rmcp does for its own requests.
+struct CancelOnDrop<'a> {
+    peer: &'a Peer<RoleClient>,
+    id: Option<&'a str>,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        let Some(id) = self.id else { return };
+        let peer = self.peer.clone();
+        let param = CancelledNotificationParam::new(
+            Some(RequestId::String(Arc::from(id))),
+            Some("the gateway's upstream timeout ran out".into()),
+        );
+        tokio::spawn(async move {
+            let _ = peer.notify_cancelled(param).await;
+        });
+    }
 }
 
 /// How long [`Session::session_was_gone`] waits for its `ping` (a renewal included).

@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use http::{HeaderName, HeaderValue};
-use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, ClientNotification, ClientRequest, JsonRpcMessage};
 use rmcp::transport::streamable_http_client::{
     SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
 };
@@ -40,6 +40,9 @@ pub(super) struct WireClient {
     /// `GET` that resumes a response stream). A call that sees it move learns that its failure
     /// was the session ending under it, not an outage.
     expiries: Arc<AtomicU64>,
+    /// The session id rmcp finished initializing (`notifications/initialized` accepted): the
+    /// one the direct `tools/call` path may use. Cleared when that id answers 404.
+    ready: Arc<Mutex<Option<Arc<str>>>>,
     /// Whether to open the standalone `GET` stream (see the `StreamableHttpClient` impl).
     listen: bool,
 }
@@ -51,6 +54,7 @@ impl WireClient {
             metrics,
             listen,
             session_id: Arc::default(),
+            ready: Arc::default(),
             handshake_traceparent: Arc::default(),
             expired: Arc::default(),
             expiries: Arc::default(),
@@ -62,8 +66,23 @@ impl WireClient {
         self.expiries.load(Ordering::Acquire)
     }
 
+    /// The shared HTTP client (connection pool) under rmcp's transport.
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.inner
+    }
+
+    /// The initialized session id, if rmcp has one ready (see the field).
+    pub(super) fn ready_session(&self) -> Option<Arc<str>> {
+        self.ready.lock().ok().and_then(|g| g.clone())
+    }
+
     /// Notes a 404 for `sid`: counted once per session id however many requests meet it.
-    fn note_expired(&self, sid: &Arc<str>) {
+    pub(super) fn note_expired(&self, sid: &Arc<str>) {
+        if let Ok(mut g) = self.ready.lock()
+            && g.as_ref() == Some(sid)
+        {
+            *g = None;
+        }
         if let Ok(mut g) = self.expired.lock()
             && g.as_ref() != Some(sid)
         {
@@ -77,17 +96,21 @@ impl WireClient {
     /// Counts the lifecycle events one POST reveals.
     fn observe(
         &self,
-        message_is_initialize: bool,
+        message: Sent,
         sent_session: Option<&Arc<str>>,
         res: &WireResult<StreamableHttpPostResponse>,
     ) {
+        if let (Sent::Initialized, Some(sid), Ok(_)) = (message, sent_session, res)
+            && let Ok(mut g) = self.ready.lock()
+        {
+            *g = Some(sid.clone());
+        }
         match res {
             Err(StreamableHttpError::SessionExpired) => {
                 if let Some(sid) = sent_session {
                     self.note_expired(sid);
                 }
             }
-            Ok(res) if message_is_initialize => self.record(res),
             Ok(res) => self.record(res),
             Err(_) => {}
         }
@@ -288,14 +311,15 @@ impl StreamableHttpClient for WireClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> WireResult<StreamableHttpPostResponse> {
         let custom_headers = self.with_traceparent(&message, custom_headers);
-        let init = is_initialize(&message);
+        let kind = Sent::of(&message);
+        let init = kind == Sent::Initialize;
         let sent = session_id.clone();
         let res = self
             .inner
             .post_message(uri, message, session_id, auth_header, custom_headers)
             .await
             .map(cap_post_retry);
-        self.observe(init, sent.as_ref(), &res);
+        self.observe(kind, sent.as_ref(), &res);
         if init {
             res.map(|r| self.count_initialize(r))
         } else {
@@ -313,7 +337,8 @@ impl StreamableHttpClient for WireClient {
         max_sse_event_size: usize,
     ) -> WireResult<StreamableHttpPostResponse> {
         let custom_headers = self.with_traceparent(&message, custom_headers);
-        let init = is_initialize(&message);
+        let kind = Sent::of(&message);
+        let init = kind == Sent::Initialize;
         let sent = session_id.clone();
         let res = self
             .inner
@@ -327,7 +352,7 @@ impl StreamableHttpClient for WireClient {
             )
             .await
             .map(cap_post_retry);
-        self.observe(init, sent.as_ref(), &res);
+        self.observe(kind, sent.as_ref(), &res);
         if init {
             res.map(|r| self.count_initialize(r))
         } else {
@@ -408,6 +433,31 @@ fn answer_is_result(data: &str) -> Option<bool> {
     }
 }
 
-fn is_initialize(message: &ClientJsonRpcMessage) -> bool {
-    matches!(message, JsonRpcMessage::Request(r) if matches!(r.request, ClientRequest::InitializeRequest(_)))
+/// The messages of the handshake the wire watches for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Initialize,
+    Initialized,
+    Other,
+}
+
+impl Sent {
+    fn of(message: &ClientJsonRpcMessage) -> Self {
+        match message {
+            JsonRpcMessage::Request(r)
+                if matches!(r.request, ClientRequest::InitializeRequest(_)) =>
+            {
+                Sent::Initialize
+            }
+            JsonRpcMessage::Notification(n)
+                if matches!(
+                    n.notification,
+                    ClientNotification::InitializedNotification(_)
+                ) =>
+            {
+                Sent::Initialized
+            }
+            _ => Sent::Other,
+        }
+    }
 }

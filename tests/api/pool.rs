@@ -97,6 +97,46 @@ async fn an_expired_upstream_session_is_renewed_without_failing_the_call(
     assert_eq!(stats.initializes, 2, "{stats:?}");
 }
 
+/// The hot path (issue 8): on a ready session a call is POSTed directly (string ids `gw-<n>`),
+/// not through rmcp's worker (numeric ids). The call that meets an expired session goes
+/// through rmcp, which renews the session and re-sends it; the next call is direct again, on
+/// the renewed session.
+#[sqlx::test(migrations = false)]
+async fn calls_on_a_ready_session_skip_rmcp_and_an_expiry_falls_back_to_it(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let app = spawn_app(db).await;
+    let token = app.add_tenant("acme").await;
+    let call = || app.get("/v1/tenants/acme/conversations?state=open", &token);
+    assert_eq!(call().await.status(), 200);
+    assert_eq!(call().await.status(), 200);
+    assert!(app.fake.expire_sessions().await >= 1);
+    assert_eq!(call().await.status(), 200);
+    assert_eq!(call().await.status(), 200);
+    let upstream = intercom_token("acme");
+    let ids = app.fake.tool_call_ids(&upstream);
+    // The fake records every POSTed id, also those its expired session answered 404.
+    let direct = |id: &Value| id.as_str().is_some_and(|s| s.starts_with("gw-"));
+    assert!(ids.len() >= 5, "{ids:?}");
+    assert!(direct(&ids[1]) && direct(&ids[2]), "{ids:?}");
+    assert!(
+        ids[3..ids.len() - 1].iter().all(Value::is_number),
+        "{ids:?}"
+    );
+    assert!(direct(&ids[ids.len() - 1]), "{ids:?}");
+    let stats = app.fake.stats(&upstream);
+    assert_eq!(stats.initializes, 2, "{stats:?}");
+    assert_eq!(stats.tool_calls, ids.len() as u64, "{stats:?}");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"gateway_upstream_session_events_total{event="expired"} 1"#)
+            && metrics
+                .contains(r#"gateway_upstream_session_events_total{event="reinitialized"} 1"#),
+        "{metrics}"
+    );
+}
+
 #[sqlx::test(migrations = false)]
 async fn intercom_401_marks_the_credential_rejected_and_stops_upstream_traffic(
     _: PgPoolOptions,

@@ -1,0 +1,532 @@
+//! The hot path: one `tools/call` POSTed straight on the shared HTTP client, on a session rmcp
+//! opened.
+//!
+//! rmcp's client runs every request through its session worker task (channels, a request
+//! table, its own response routing, a full `ServerJsonRpcMessage` decode through serde's
+//! untagged-enum buffering): about a third of the gateway's CPU per call in the issue 8
+//! profile. A `tools/call` on a ready session-based session needs none of it: it is one HTTP
+//! POST carrying the session id, answered by one JSON body or one SSE stream that ends with the
+//! answer. So that is all this does; everything else about the session stays with rmcp
+//! (handshake, renewal after a 404, `tools/list`, notifications on the standalone stream,
+//! `DELETE`, the stateless 2026-07-28 channels), and the session falls back to rmcp's path
+//! whenever this one cannot be sure (no settled session id yet, or a 404: rmcp renews the
+//! session and re-sends the request, which provably did not run).
+//!
+//! JSON-RPC ids here are strings (`gw-<n>`), rmcp's are numbers: the two never collide on one
+//! session (servers route answers by id).
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use http::{HeaderValue, StatusCode, header};
+use rmcp::model::ErrorData;
+use rmcp::transport::streamable_http_client::{
+    AuthRequiredError, HttpStatusError, StreamableHttpError,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use sse_stream::{Sse, SseStream};
+
+use super::ToolResult;
+use super::error::{UpstreamError, classify_http};
+use super::handler::CatalogStale;
+use super::wire::MAX_SSE_RETRY;
+
+/// The largest answer read, JSON body or SSE stream (rmcp's limits are the same).
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+/// The largest error body read for its JSON-RPC error.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+const ACCEPT: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
+
+/// Where to send the call: a session rmcp initialized and announced `notifications/initialized`
+/// on.
+pub(super) struct Target<'a> {
+    pub http: &'a reqwest::Client,
+    pub url: &'a str,
+    pub token: &'a SecretString,
+    pub session_id: &'a str,
+    pub protocol_version: &'a str,
+    pub traceparent: Option<&'a str>,
+}
+
+/// How a direct call ended.
+pub(super) enum Outcome {
+    /// The server answered: the tool's result or a JSON-RPC error.
+    Answer(Result<ToolResult, ErrorData>),
+    /// HTTP 404 for the session id: the request did not run; the session is gone.
+    SessionGone,
+    /// The server refused or failed the POST before answering (401, 429, 5xx, connection).
+    Refused(UpstreamError),
+    /// The response stream ended (and its resume, if any, failed) before the answer: the
+    /// request may have run. A 404 on the resume is reported as [`Outcome::SessionGone`]'s
+    /// news through `on_session_gone` first.
+    StreamLost,
+}
+
+/// A `tools/call` request id, unique in the process (string ids never collide with rmcp's
+/// numeric ones).
+pub(super) fn next_request_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("gw-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+#[derive(Serialize)]
+struct CallRequest<'a> {
+    jsonrpc: &'static str,
+    id: &'a str,
+    method: &'static str,
+    params: CallParams<'a>,
+}
+
+#[derive(Serialize)]
+struct CallParams<'a> {
+    name: &'a str,
+    arguments: &'a Map<String, Value>,
+    #[serde(rename = "_meta", skip_serializing_if = "Option::is_none")]
+    meta: Option<Meta<'a>>,
+}
+
+/// MCP SEP-414: the W3C trace context also travels in `params._meta`.
+#[derive(Serialize)]
+struct Meta<'a> {
+    traceparent: &'a str,
+}
+
+/// One JSON-RPC message from the server, decoded only as far as routing needs.
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    method: Option<&'a str>,
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Option<ErrorData>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallResult<'a> {
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    /// Present-but-null stays `Some(null)`, as rmcp keeps it.
+    #[serde(borrow, default, deserialize_with = "present")]
+    structured_content: Option<&'a RawValue>,
+    #[serde(default)]
+    is_error: Option<bool>,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+const EMPTY: &str = "[]";
+
+/// What one server message means for the call with id `want`.
+enum Routed {
+    Mine(Result<ToolResult, ErrorData>),
+    ListChanged,
+    Other,
+}
+
+fn route(data: &str, want: &str) -> Routed {
+    let Ok(m) = serde_json::from_str::<Message>(data) else {
+        return Routed::Other;
+    };
+    let ours = m.id.is_some_and(|id| is_id(id, want));
+    if ours && m.method.is_none() {
+        if let Some(e) = m.error {
+            return Routed::Mine(Err(e));
+        }
+        if let Some(r) = m.result {
+            return Routed::Mine(match serde_json::from_str::<CallResult>(r.get()) {
+                Ok(r) => Ok(ToolResult::new(
+                    r.content.map(RawValue::to_owned).unwrap_or_else(|| {
+                        RawValue::from_string(EMPTY.into()).expect("[] is JSON")
+                    }),
+                    r.structured_content.map(RawValue::to_owned),
+                    r.is_error.unwrap_or(false),
+                )),
+                Err(e) => Err(ErrorData::internal_error(
+                    format!("the upstream's tools/call result does not parse: {e}"),
+                    None,
+                )),
+            });
+        }
+    }
+    if m.id.is_none() && m.method == Some("notifications/tools/list_changed") {
+        return Routed::ListChanged;
+    }
+    Routed::Other
+}
+
+/// A JSON-RPC error answering the call: its id, or null (the server could not read the id).
+fn error_answer(data: &str, want: &str) -> Option<ErrorData> {
+    let m = serde_json::from_str::<Message>(data).ok()?;
+    let for_us = match m.id {
+        None => true,
+        Some(id) => id.get() == "null" || is_id(id, want),
+    };
+    m.error.filter(|_| for_us && m.method.is_none())
+}
+
+fn is_id(id: &RawValue, want: &str) -> bool {
+    id.get().strip_prefix('"').and_then(|s| s.strip_suffix('"')) == Some(want)
+}
+
+impl Target<'_> {
+    fn headers(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let mut req = req
+            .bearer_auth(self.token.expose_secret())
+            .header("Mcp-Session-Id", self.session_id)
+            .header("MCP-Protocol-Version", self.protocol_version);
+        if let Some(t) = self.traceparent {
+            req = req.header(crate::telemetry::propagation::TRACEPARENT, t);
+        }
+        req
+    }
+
+    /// Sends `tools/call` and reads its answer. `stale` is marked when the answer stream
+    /// carries `notifications/tools/list_changed`.
+    pub(super) async fn call(
+        &self,
+        id: &str,
+        name: &str,
+        arguments: &Map<String, Value>,
+        stale: &CatalogStale,
+    ) -> Outcome {
+        let body = CallRequest {
+            jsonrpc: "2.0",
+            id,
+            method: "tools/call",
+            params: CallParams {
+                name,
+                arguments,
+                meta: self.traceparent.map(|traceparent| Meta { traceparent }),
+            },
+        };
+        let body = match serde_json::to_vec(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return Outcome::Refused(UpstreamError::InvalidArguments(format!(
+                    "the arguments do not encode as JSON: {e}"
+                )));
+            }
+        };
+        let sent = self
+            .headers(self.http.post(self.url))
+            .header(header::ACCEPT, ACCEPT)
+            .header(header::CONTENT_TYPE, JSON)
+            .body(body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => return Outcome::Refused(classify_http(&StreamableHttpError::Client(e))),
+        };
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Outcome::SessionGone;
+        }
+        if !status.is_success() || status == StatusCode::ACCEPTED {
+            return self.refused(response, id).await;
+        }
+        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+        let is = |mime: &HeaderValue| {
+            content_type
+                .as_ref()
+                .is_some_and(|ct| ct.as_bytes().starts_with(mime.as_bytes()))
+        };
+        if is(&EVENT_STREAM) {
+            self.read_stream(response.bytes_stream().boxed(), id, stale)
+                .await
+        } else if is(&JSON) {
+            match read_bounded(response, MAX_ANSWER_BYTES).await {
+                Ok(body) => match std::str::from_utf8(&body).map(|s| route(s, id)) {
+                    Ok(Routed::Mine(answer)) => Outcome::Answer(answer),
+                    _ => Outcome::Refused(UpstreamError::Failed {
+                        detail: "the upstream's JSON answer is not the call's JSON-RPC response"
+                            .into(),
+                        retryable: false,
+                        outage: false,
+                    }),
+                },
+                Err(e) => Outcome::Refused(e),
+            }
+        } else {
+            Outcome::Refused(UpstreamError::Failed {
+                detail: format!(
+                    "unexpected content type from Intercom: {}",
+                    content_type
+                        .as_ref()
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("none")
+                ),
+                retryable: false,
+                outage: true,
+            })
+        }
+    }
+
+    /// A non-2xx (or 202) answer to the POST, classified as rmcp's transport classifies it;
+    /// a JSON-RPC error in a JSON body is the server's answer.
+    async fn refused(&self, response: reqwest::Response, id: &str) -> Outcome {
+        let status = response.status();
+        let header = |name: header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = header(header::WWW_AUTHENTICATE).unwrap_or_default();
+            return Outcome::Refused(classify_http(&StreamableHttpError::AuthRequired(
+                AuthRequiredError::new(challenge),
+            )));
+        }
+        let retry_after = header(header::RETRY_AFTER).filter(|v| v.len() <= 128);
+        let is_json = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|ct| ct.as_bytes().starts_with(JSON.as_bytes()));
+        if status != StatusCode::TOO_MANY_REQUESTS
+            && is_json
+            && let Ok(body) = read_bounded(response, MAX_ERROR_BYTES).await
+            && let Some(e) = std::str::from_utf8(&body)
+                .ok()
+                .and_then(|s| error_answer(s, id))
+        {
+            return Outcome::Answer(Err(e));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Outcome::Refused(classify_http(&StreamableHttpError::HttpStatus(
+                HttpStatusError::new(status.as_u16(), retry_after),
+            )));
+        }
+        Outcome::Refused(UpstreamError::Failed {
+            detail: format!("Intercom answered HTTP {}", status.as_u16()),
+            retryable: false,
+            outage: false,
+        })
+    }
+
+    /// Reads an SSE answer up to the call's response, resuming once (`GET` + `Last-Event-ID`)
+    /// if the stream breaks after an event id, as rmcp's transport does.
+    async fn read_stream(&self, bytes: Bytestream, id: &str, stale: &CatalogStale) -> Outcome {
+        let mut last_event_id: Option<String> = None;
+        let mut retry = MAX_SSE_RETRY;
+        let mut events = sse_events(bytes);
+        let mut resumed = false;
+        loop {
+            match events.next().await {
+                Some(Ok(sse)) => {
+                    if let Some(r) = sse.retry {
+                        retry = Duration::from_millis(r).min(MAX_SSE_RETRY);
+                    }
+                    if let Some(eid) = sse.id {
+                        last_event_id = Some(eid);
+                    }
+                    let Some(data) = sse.data.as_deref() else {
+                        continue;
+                    };
+                    match route(data, id) {
+                        Routed::Mine(answer) => return Outcome::Answer(answer),
+                        Routed::ListChanged => {
+                            tracing::info!("upstream tool list changed; catalog will be refetched");
+                            stale.mark();
+                        }
+                        Routed::Other => {}
+                    }
+                }
+                Some(Err(_)) | None => {
+                    let Some(eid) = last_event_id.clone().filter(|_| !resumed) else {
+                        return Outcome::StreamLost;
+                    };
+                    resumed = true;
+                    tokio::time::sleep(retry).await;
+                    match self.resume(&eid).await {
+                        Ok(stream) => events = sse_events(stream),
+                        Err(outcome) => return outcome,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn resume(&self, last_event_id: &str) -> Result<Bytestream, Outcome> {
+        let response = self
+            .headers(self.http.get(self.url))
+            .header(header::ACCEPT, EVENT_STREAM)
+            .header("Last-Event-ID", last_event_id)
+            .send()
+            .await
+            .map_err(|_| Outcome::StreamLost)?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Err(Outcome::SessionGone),
+            s if s.is_success() => Ok(response.bytes_stream().boxed()),
+            _ => Err(Outcome::StreamLost),
+        }
+    }
+}
+
+async fn read_bounded(mut response: reqwest::Response, max: usize) -> Result<Bytes, UpstreamError> {
+    if response.content_length().is_some_and(|n| n as usize > max) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > max {
+                    return Err(too_large());
+                }
+                if body.is_empty() && response.content_length() == Some(chunk.len() as u64) {
+                    return Ok(chunk);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) => return Err(classify_http(&StreamableHttpError::Client(e))),
+        }
+    }
+}
+
+fn too_large() -> UpstreamError {
+    UpstreamError::Failed {
+        detail: format!(
+            "the upstream's answer exceeds {} MiB",
+            MAX_ANSWER_BYTES >> 20
+        ),
+        retryable: false,
+        outage: false,
+    }
+}
+
+type Bytestream = BoxStream<'static, reqwest::Result<Bytes>>;
+
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("the upstream's answer stream exceeds its size limit")]
+    TooLarge,
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+}
+
+/// A byte stream that fails once more than [`MAX_ANSWER_BYTES`] went through it.
+struct Bounded {
+    inner: Bytestream,
+    seen: usize,
+}
+
+impl Stream for Bounded {
+    type Item = Result<Bytes, BodyError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.seen > MAX_ANSWER_BYTES {
+            return Poll::Ready(None);
+        }
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(b))) => {
+                self.seen += b.len();
+                if self.seen > MAX_ANSWER_BYTES {
+                    return Poll::Ready(Some(Err(BodyError::TooLarge)));
+                }
+                Poll::Ready(Some(Ok(b)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+fn sse_events(bytes: Bytestream) -> BoxStream<'static, Result<Sse, sse_stream::Error>> {
+    SseStream::from_bytes_stream(Bounded {
+        inner: bytes,
+        seen: 0,
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_calls_own_response_is_taken() {
+        let ok = r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[{"type":"text","text":"{\"a\":1}"}],"isError":false}}"#;
+        let Routed::Mine(Ok(r)) = route(ok, "gw-7") else {
+            panic!("not routed");
+        };
+        assert_eq!(r.first_text(), Some("{\"a\":1}"));
+        assert!(!r.is_error);
+        assert!(matches!(route(ok, "gw-8"), Routed::Other));
+        // rmcp's numeric id 7 is not ours.
+        let numeric = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[]}}"#;
+        assert!(matches!(route(numeric, "7"), Routed::Other));
+        let err =
+            r#"{"jsonrpc":"2.0","id":"gw-7","error":{"code":-32602,"message":"Unknown tool: x"}}"#;
+        assert!(
+            matches!(route(err, "gw-7"), Routed::Mine(Err(e)) if e.message == "Unknown tool: x")
+        );
+        let changed = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+        assert!(matches!(route(changed, "gw-7"), Routed::ListChanged));
+        // A server request with our id is not our answer.
+        let ping = r#"{"jsonrpc":"2.0","id":"gw-7","method":"ping"}"#;
+        assert!(matches!(route(ping, "gw-7"), Routed::Other));
+        assert!(matches!(route("not json", "gw-7"), Routed::Other));
+    }
+
+    #[test]
+    fn structured_content_null_is_kept_apart_from_absent() {
+        let null =
+            r#"{"jsonrpc":"2.0","id":"gw-1","result":{"content":[],"structuredContent":null}}"#;
+        let Routed::Mine(Ok(r)) = route(null, "gw-1") else {
+            panic!("not routed");
+        };
+        assert_eq!(
+            r.structured_content.map(|v| v.get().to_owned()).as_deref(),
+            Some("null")
+        );
+        let absent = r#"{"jsonrpc":"2.0","id":"gw-1","result":{"content":[]}}"#;
+        let Routed::Mine(Ok(r)) = route(absent, "gw-1") else {
+            panic!("not routed");
+        };
+        assert!(r.structured_content.is_none());
+        assert_eq!(r.content.get(), "[]");
+    }
+
+    #[test]
+    fn the_request_carries_the_trace_context_in_meta() {
+        let args = Map::from_iter([("id".to_owned(), Value::from("1"))]);
+        let body = CallRequest {
+            jsonrpc: "2.0",
+            id: "gw-1",
+            method: "tools/call",
+            params: CallParams {
+                name: "get_contact",
+                arguments: &args,
+                meta: Some(Meta {
+                    traceparent: "00-a-b-01",
+                }),
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            serde_json::json!({"jsonrpc":"2.0","id":"gw-1","method":"tools/call",
+                "params":{"name":"get_contact","arguments":{"id":"1"},"_meta":{"traceparent":"00-a-b-01"}}})
+        );
+    }
+}
