@@ -77,6 +77,7 @@ impl Application {
                 drain_timeout: args.shutdown_timeout,
                 upstream_protocol: args.pool.upstream_protocol,
                 upstream_listen: args.pool.upstream_listen,
+                park_after: args.pool.pool_park_after,
             },
             metrics.clone(),
         )?;

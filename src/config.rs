@@ -342,6 +342,13 @@ pub struct PoolArgs {
     #[arg(long, env = "GATEWAY_UPSTREAM_LISTEN", value_name = "GATEWAY_UPSTREAM_LISTEN", default_value_t = false, action = clap::ArgAction::Set)]
     pub upstream_listen: bool,
 
+    /// Idle time after which a session-based upstream session is parked: its MCP client worker
+    /// is stopped (most of an idle session's memory) while the session stays open upstream and
+    /// is reached with plain POSTs. Not with `GATEWAY_UPSTREAM_LISTEN` (the stream needs the
+    /// worker).
+    #[arg(long, env = "GATEWAY_POOL_PARK_AFTER", value_name = "GATEWAY_POOL_PARK_AFTER", default_value = "10s", value_parser = parse_duration)]
+    pub pool_park_after: Duration,
+
     /// Consecutive upstream outages (5xx, connection failures, timeouts) that open a tenant's circuit.
     #[arg(long, env = "GATEWAY_CIRCUIT_FAILURE_THRESHOLD", value_name = "GATEWAY_CIRCUIT_FAILURE_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub circuit_failure_threshold: u32,

@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use http::{HeaderValue, StatusCode, header};
-use rmcp::model::ErrorData;
+use rmcp::model::{ErrorData, ListToolsResult};
 use rmcp::transport::streamable_http_client::{
     AuthRequiredError, HttpStatusError, StreamableHttpError,
 };
@@ -41,6 +41,8 @@ use super::wire::MAX_SSE_RETRY;
 
 /// The largest answer read, JSON body or SSE stream (rmcp's limits are the same).
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+/// How long a `DELETE` or a cancellation may take (both are best effort).
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest error body read for its JSON-RPC error.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
@@ -59,10 +61,10 @@ pub(super) struct Target<'a> {
     pub traceparent: Option<&'a str>,
 }
 
-/// How a direct call ended.
-pub(super) enum Outcome {
-    /// The server answered: the tool's result or a JSON-RPC error.
-    Answer(Result<ToolResult, ErrorData>),
+/// How a direct request ended.
+pub(super) enum Outcome<T> {
+    /// The server answered: the request's result or a JSON-RPC error.
+    Answer(Result<T, ErrorData>),
     /// HTTP 404 for the session id: the request did not run; the session is gone.
     SessionGone,
     /// The server refused or failed the POST before answering (401, 429, 5xx, connection).
@@ -73,7 +75,7 @@ pub(super) enum Outcome {
     StreamLost,
 }
 
-/// A `tools/call` request id, unique in the process (string ids never collide with rmcp's
+/// A request id, unique in the process (string ids never collide with rmcp's
 /// numeric ones).
 pub(super) fn next_request_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -81,11 +83,28 @@ pub(super) fn next_request_id() -> String {
 }
 
 #[derive(Serialize)]
-struct CallRequest<'a> {
+struct Request<'a, P> {
     jsonrpc: &'static str,
-    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
     method: &'static str,
-    params: CallParams<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<P>,
+}
+
+#[derive(Serialize)]
+struct ListParams<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<&'a str>,
+    #[serde(rename = "_meta", skip_serializing_if = "Option::is_none")]
+    meta: Option<Meta<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CancelParams<'a> {
+    request_id: &'a str,
+    reason: &'a str,
 }
 
 #[derive(Serialize)]
@@ -133,14 +152,17 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
 
 const EMPTY: &str = "[]";
 
-/// What one server message means for the call with id `want`.
-enum Routed {
-    Mine(Result<ToolResult, ErrorData>),
+/// What one server message means for the request with id `want`.
+enum Routed<T> {
+    Mine(Result<T, ErrorData>),
     ListChanged,
     Other,
 }
 
-fn route(data: &str, want: &str) -> Routed {
+/// How a request's result is read.
+type Decode<T> = fn(&str) -> Result<T, String>;
+
+fn route<T>(data: &str, want: &str, decode: Decode<T>) -> Routed<T> {
     let Ok(m) = serde_json::from_str::<Message>(data) else {
         return Routed::Other;
     };
@@ -150,25 +172,37 @@ fn route(data: &str, want: &str) -> Routed {
             return Routed::Mine(Err(e));
         }
         if let Some(r) = m.result {
-            return Routed::Mine(match serde_json::from_str::<CallResult>(r.get()) {
-                Ok(r) => Ok(ToolResult::new(
-                    r.content.map(RawValue::to_owned).unwrap_or_else(|| {
-                        RawValue::from_string(EMPTY.into()).expect("[] is JSON")
-                    }),
-                    r.structured_content.map(RawValue::to_owned),
-                    r.is_error.unwrap_or(false),
-                )),
-                Err(e) => Err(ErrorData::internal_error(
-                    format!("the upstream's tools/call result does not parse: {e}"),
+            return Routed::Mine(decode(r.get()).map_err(|e| {
+                ErrorData::internal_error(
+                    format!("the upstream's result does not parse: {e}"),
                     None,
-                )),
-            });
+                )
+            }));
         }
     }
     if m.id.is_none() && m.method == Some("notifications/tools/list_changed") {
         return Routed::ListChanged;
     }
     Routed::Other
+}
+
+fn decode_call(raw: &str) -> Result<ToolResult, String> {
+    let r = serde_json::from_str::<CallResult>(raw).map_err(|e| e.to_string())?;
+    Ok(ToolResult::new(
+        r.content
+            .map(RawValue::to_owned)
+            .unwrap_or_else(|| RawValue::from_string(EMPTY.into()).expect("[] is JSON")),
+        r.structured_content.map(RawValue::to_owned),
+        r.is_error.unwrap_or(false),
+    ))
+}
+
+fn decode_list(raw: &str) -> Result<ListToolsResult, String> {
+    serde_json::from_str(raw).map_err(|e| e.to_string())
+}
+
+fn decode_nothing(_: &str) -> Result<(), String> {
+    Ok(())
 }
 
 /// A JSON-RPC error answering the call: its id, or null (the server could not read the id).
@@ -199,22 +233,90 @@ impl Target<'_> {
 
     /// Sends `tools/call` and reads its answer. `stale` is marked when the answer stream
     /// carries `notifications/tools/list_changed`.
-    pub(super) async fn call(
+    pub(super) async fn call_tool(
         &self,
         id: &str,
         name: &str,
         arguments: &Map<String, Value>,
         stale: &CatalogStale,
-    ) -> Outcome {
-        let body = CallRequest {
+    ) -> Outcome<ToolResult> {
+        let params = CallParams {
+            name,
+            arguments,
+            meta: self.traceparent.map(|traceparent| Meta { traceparent }),
+        };
+        self.request(id, "tools/call", params, decode_call, stale)
+            .await
+    }
+
+    /// One page of `tools/list`.
+    pub(super) async fn list_tools(
+        &self,
+        id: &str,
+        cursor: Option<&str>,
+        stale: &CatalogStale,
+    ) -> Outcome<ListToolsResult> {
+        let params = ListParams {
+            cursor,
+            meta: self.traceparent.map(|traceparent| Meta { traceparent }),
+        };
+        self.request(id, "tools/list", params, decode_list, stale)
+            .await
+    }
+
+    /// `ping`: whether the session still exists (404) and the server answers.
+    pub(super) async fn ping(&self, id: &str) -> Outcome<()> {
+        self.request::<(), ()>(id, "ping", None, decode_nothing, &CatalogStale::default())
+            .await
+    }
+
+    /// `notifications/cancelled` for request `id` (MCP cancellation utility); the answer
+    /// (202) carries nothing.
+    pub(super) async fn cancel(&self, id: &str, reason: &str) {
+        let body = Request {
             jsonrpc: "2.0",
-            id,
-            method: "tools/call",
-            params: CallParams {
-                name,
-                arguments,
-                meta: self.traceparent.map(|traceparent| Meta { traceparent }),
-            },
+            id: None,
+            method: "notifications/cancelled",
+            params: Some(CancelParams {
+                request_id: id,
+                reason,
+            }),
+        };
+        let Ok(body) = serde_json::to_vec(&body) else {
+            return;
+        };
+        let _ = self
+            .headers(self.http.post(self.url))
+            .header(header::ACCEPT, ACCEPT)
+            .header(header::CONTENT_TYPE, JSON)
+            .timeout(CONTROL_TIMEOUT)
+            .body(body)
+            .send()
+            .await;
+    }
+
+    /// Ends the session (`DELETE`, MCP transports §Session Management).
+    pub(super) async fn delete(&self) {
+        let _ = self
+            .headers(self.http.delete(self.url))
+            .timeout(CONTROL_TIMEOUT)
+            .send()
+            .await;
+    }
+
+    async fn request<P: Serialize, T>(
+        &self,
+        id: &str,
+        method: &'static str,
+        params: impl Into<Option<P>>,
+        decode: Decode<T>,
+        stale: &CatalogStale,
+    ) -> Outcome<T> {
+        let body = Request {
+            jsonrpc: "2.0",
+            id: Some(id),
+            method,
+            params: params.into(),
         };
         let body = match serde_json::to_vec(&body) {
             Ok(b) => b,
@@ -249,14 +351,14 @@ impl Target<'_> {
                 .is_some_and(|ct| ct.as_bytes().starts_with(mime.as_bytes()))
         };
         if is(&EVENT_STREAM) {
-            self.read_stream(response.bytes_stream().boxed(), id, stale)
+            self.read_stream(response.bytes_stream().boxed(), id, decode, stale)
                 .await
         } else if is(&JSON) {
             match read_bounded(response, MAX_ANSWER_BYTES).await {
-                Ok(body) => match std::str::from_utf8(&body).map(|s| route(s, id)) {
+                Ok(body) => match std::str::from_utf8(&body).map(|s| route(s, id, decode)) {
                     Ok(Routed::Mine(answer)) => Outcome::Answer(answer),
                     _ => Outcome::Refused(UpstreamError::Failed {
-                        detail: "the upstream's JSON answer is not the call's JSON-RPC response"
+                        detail: "the upstream's JSON answer is not the request's JSON-RPC response"
                             .into(),
                         retryable: false,
                         outage: false,
@@ -281,7 +383,7 @@ impl Target<'_> {
 
     /// A non-2xx (or 202) answer to the POST, classified as rmcp's transport classifies it;
     /// a JSON-RPC error in a JSON body is the server's answer.
-    async fn refused(&self, response: reqwest::Response, id: &str) -> Outcome {
+    async fn refused<T>(&self, response: reqwest::Response, id: &str) -> Outcome<T> {
         let status = response.status();
         let header = |name: header::HeaderName| {
             response
@@ -324,7 +426,13 @@ impl Target<'_> {
 
     /// Reads an SSE answer up to the call's response, resuming once (`GET` + `Last-Event-ID`)
     /// if the stream breaks after an event id, as rmcp's transport does.
-    async fn read_stream(&self, bytes: Bytestream, id: &str, stale: &CatalogStale) -> Outcome {
+    async fn read_stream<T>(
+        &self,
+        bytes: Bytestream,
+        id: &str,
+        decode: Decode<T>,
+        stale: &CatalogStale,
+    ) -> Outcome<T> {
         let mut last_event_id: Option<String> = None;
         let mut retry = MAX_SSE_RETRY;
         let mut events = sse_events(bytes);
@@ -341,7 +449,7 @@ impl Target<'_> {
                     let Some(data) = sse.data.as_deref() else {
                         continue;
                     };
-                    match route(data, id) {
+                    match route(data, id, decode) {
                         Routed::Mine(answer) => return Outcome::Answer(answer),
                         Routed::ListChanged => {
                             tracing::info!("upstream tool list changed; catalog will be refetched");
@@ -365,7 +473,7 @@ impl Target<'_> {
         }
     }
 
-    async fn resume(&self, last_event_id: &str) -> Result<Bytestream, Outcome> {
+    async fn resume<T>(&self, last_event_id: &str) -> Result<Bytestream, Outcome<T>> {
         let response = self
             .headers(self.http.get(self.url))
             .header(header::ACCEPT, EVENT_STREAM)
@@ -467,33 +575,39 @@ mod tests {
     #[test]
     fn only_the_calls_own_response_is_taken() {
         let ok = r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[{"type":"text","text":"{\"a\":1}"}],"isError":false}}"#;
-        let Routed::Mine(Ok(r)) = route(ok, "gw-7") else {
+        let Routed::Mine(Ok(r)) = route(ok, "gw-7", decode_call) else {
             panic!("not routed");
         };
         assert_eq!(r.first_text(), Some("{\"a\":1}"));
         assert!(!r.is_error);
-        assert!(matches!(route(ok, "gw-8"), Routed::Other));
+        assert!(matches!(route(ok, "gw-8", decode_call), Routed::Other));
         // rmcp's numeric id 7 is not ours.
         let numeric = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[]}}"#;
-        assert!(matches!(route(numeric, "7"), Routed::Other));
+        assert!(matches!(route(numeric, "7", decode_call), Routed::Other));
         let err =
             r#"{"jsonrpc":"2.0","id":"gw-7","error":{"code":-32602,"message":"Unknown tool: x"}}"#;
         assert!(
-            matches!(route(err, "gw-7"), Routed::Mine(Err(e)) if e.message == "Unknown tool: x")
+            matches!(route(err, "gw-7", decode_call), Routed::Mine(Err(e)) if e.message == "Unknown tool: x")
         );
         let changed = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
-        assert!(matches!(route(changed, "gw-7"), Routed::ListChanged));
+        assert!(matches!(
+            route(changed, "gw-7", decode_call),
+            Routed::ListChanged
+        ));
         // A server request with our id is not our answer.
         let ping = r#"{"jsonrpc":"2.0","id":"gw-7","method":"ping"}"#;
-        assert!(matches!(route(ping, "gw-7"), Routed::Other));
-        assert!(matches!(route("not json", "gw-7"), Routed::Other));
+        assert!(matches!(route(ping, "gw-7", decode_call), Routed::Other));
+        assert!(matches!(
+            route("not json", "gw-7", decode_call),
+            Routed::Other
+        ));
     }
 
     #[test]
     fn structured_content_null_is_kept_apart_from_absent() {
         let null =
             r#"{"jsonrpc":"2.0","id":"gw-1","result":{"content":[],"structuredContent":null}}"#;
-        let Routed::Mine(Ok(r)) = route(null, "gw-1") else {
+        let Routed::Mine(Ok(r)) = route(null, "gw-1", decode_call) else {
             panic!("not routed");
         };
         assert_eq!(
@@ -501,7 +615,7 @@ mod tests {
             Some("null")
         );
         let absent = r#"{"jsonrpc":"2.0","id":"gw-1","result":{"content":[]}}"#;
-        let Routed::Mine(Ok(r)) = route(absent, "gw-1") else {
+        let Routed::Mine(Ok(r)) = route(absent, "gw-1", decode_call) else {
             panic!("not routed");
         };
         assert!(r.structured_content.is_none());
@@ -511,17 +625,17 @@ mod tests {
     #[test]
     fn the_request_carries_the_trace_context_in_meta() {
         let args = Map::from_iter([("id".to_owned(), Value::from("1"))]);
-        let body = CallRequest {
+        let body = Request {
             jsonrpc: "2.0",
-            id: "gw-1",
+            id: Some("gw-1"),
             method: "tools/call",
-            params: CallParams {
+            params: Some(CallParams {
                 name: "get_contact",
                 arguments: &args,
                 meta: Some(Meta {
                     traceparent: "00-a-b-01",
                 }),
-            },
+            }),
         };
         assert_eq!(
             serde_json::to_value(&body).unwrap(),

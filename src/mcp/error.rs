@@ -85,6 +85,17 @@ impl UpstreamError {
         UpstreamError::failed("upstream session ended during the call", true, false)
     }
 
+    /// The session was found gone (404) before the request ran: safe to run again anywhere,
+    /// writes included.
+    pub(super) fn expired_before_run() -> Self {
+        UpstreamError::failed(EXPIRED_BEFORE_RUN, true, false)
+    }
+
+    /// See [`UpstreamError::expired_before_run`].
+    pub(super) fn did_not_run(&self) -> bool {
+        matches!(self, UpstreamError::Failed { detail, .. } if detail == EXPIRED_BEFORE_RUN)
+    }
+
     /// A failure caused by the session's lifecycle (expired, renewed, ended under the call)
     /// rather than by Intercom being down: retried for reads without counting as an outage.
     pub(super) fn is_session_lifecycle(&self) -> bool {
@@ -168,6 +179,8 @@ impl UpstreamError {
         }
     }
 }
+
+const EXPIRED_BEFORE_RUN: &str = "upstream session expired before the request ran";
 
 const UNRENEWABLE: &str = "upstream session expired and could not be renewed";
 

@@ -60,6 +60,9 @@ pub(super) struct TenantPool {
     /// Set when the pool is drained (credential replaced or deleted, shutdown): it opens no
     /// more sessions, so a call still queued here cannot leave one behind with the old token.
     drained: AtomicBool,
+    /// A parked session was found expired: the next session opened replaces it
+    /// (`reinitialized`, as rmcp's own renewal counts).
+    replacing_expired: AtomicBool,
 }
 
 enum Pick {
@@ -93,6 +96,7 @@ impl TenantPool {
             admission: Admission::new(settings.circuit_failures, settings.circuit_cooldown),
             protocol: Negotiation::new(settings.upstream_protocol),
             drained: AtomicBool::new(false),
+            replacing_expired: AtomicBool::new(false),
         }
     }
 
@@ -245,6 +249,9 @@ impl TenantPool {
                     "upstream session initialized"
                 );
                 *last_failure = None;
+                if self.replacing_expired.swap(false, Ordering::AcqRel) {
+                    ctx.metrics.session_event("reinitialized");
+                }
                 let claimed = session.try_begin(cap);
                 let count = {
                     let mut sessions = self.write();
@@ -284,14 +291,32 @@ impl TenantPool {
         self.close_where(ctx, |s| !s.is_alive());
     }
 
-    /// Periodic upkeep: closes dead sessions, idle ones, and aged ones whose calls are done.
-    pub(super) fn maintain(&self, ctx: &UpstreamContext) {
+    /// After a failed request: prunes dead sessions, remembering an expired parked one.
+    pub(super) fn after_failure(&self, ctx: &UpstreamContext, e: &UpstreamError) {
+        if e.did_not_run() {
+            self.replacing_expired.store(true, Ordering::Release);
+        }
+        self.prune(ctx);
+    }
+
+    /// Periodic upkeep: closes dead sessions, idle ones, and aged ones whose calls are done;
+    /// parks sessions idle past `GATEWAY_POOL_PARK_AFTER`. Returns how many it parked.
+    pub(super) fn maintain(&self, ctx: &UpstreamContext) -> usize {
         let s = &ctx.settings;
         self.close_where(ctx, |x| {
             !x.is_alive()
                 || (x.in_flight() == 0
                     && (x.idle_for() >= s.idle_timeout || x.age() >= s.max_session_age))
         });
+        let mut parked = 0;
+        for x in self.read().iter() {
+            if x.in_flight() == 0 && x.idle_for() >= s.park_after && x.park() {
+                tracing::debug!(tenant = %self.key.tenant, "parked an idle upstream session");
+                ctx.metrics.session_event("parked");
+                parked += 1;
+            }
+        }
+        parked
     }
 
     fn close_where(&self, ctx: &UpstreamContext, doomed: impl Fn(&Session) -> bool) {
@@ -386,10 +411,10 @@ impl TenantPool {
                 // `tools/list` is a read: retried like a read-only tool call.
                 Err(e) if budget.take(&e) => {
                     tracing::info!(tenant = %self.key.tenant, detail = %e, "retrying tools/list");
-                    self.prune(ctx);
+                    self.after_failure(ctx, &e);
                 }
                 Err(e) => {
-                    self.prune(ctx);
+                    self.after_failure(ctx, &e);
                     if changed {
                         self.catalog_stale.mark();
                     }

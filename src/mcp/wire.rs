@@ -45,6 +45,8 @@ pub(super) struct WireClient {
     ready: Arc<Mutex<Option<Arc<str>>>>,
     /// Whether to open the standalone `GET` stream (see the `StreamableHttpClient` impl).
     listen: bool,
+    /// Set when the session is parked: rmcp's worker stops without `DELETE`ing it.
+    keep: Arc<AtomicBool>,
 }
 
 impl WireClient {
@@ -55,6 +57,7 @@ impl WireClient {
             listen,
             session_id: Arc::default(),
             ready: Arc::default(),
+            keep: Arc::default(),
             handshake_traceparent: Arc::default(),
             expired: Arc::default(),
             expiries: Arc::default(),
@@ -69,6 +72,15 @@ impl WireClient {
     /// The shared HTTP client (connection pool) under rmcp's transport.
     pub(super) fn http(&self) -> &reqwest::Client {
         &self.inner
+    }
+
+    pub(super) fn listens(&self) -> bool {
+        self.listen
+    }
+
+    /// rmcp's worker is about to be stopped while the session lives on (parking).
+    pub(super) fn keep_session_on_close(&self) {
+        self.keep.store(true, Ordering::Release);
     }
 
     /// The initialized session id, if rmcp has one ready (see the field).
@@ -367,6 +379,9 @@ impl StreamableHttpClient for WireClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> WireResult<()> {
+        if self.keep.load(Ordering::Acquire) {
+            return Ok(());
+        }
         self.inner
             .delete_session(uri, session_id, auth_header, custom_headers)
             .await

@@ -188,6 +188,7 @@ impl Metrics {
             "closed",
             "failed",
             "discovered",
+            "parked",
         ] {
             session_events.with_label_values(&[e]);
         }

@@ -451,3 +451,89 @@ async fn shutdown_deletes_every_upstream_session(_: PgPoolOptions, db: PgConnect
     assert_eq!(app.fake.stats(&intercom_token("acme")).deletes, 1);
     assert_eq!(app.fake.stats(&intercom_token("globex")).deletes, 1);
 }
+
+/// Whether the tenant's only session is parked, per the sessions API.
+async fn parked(app: &crate::helpers::TestApp, tenant: &str) -> bool {
+    let res = app
+        .get(&format!("/v1/tenants/{tenant}/sessions"), &admin())
+        .await;
+    let body: Value = res.json().await.unwrap();
+    body["sessions"][0]["parked"] == true
+}
+
+async fn wait_parked(app: &crate::helpers::TestApp, tenant: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !parked(app, tenant).await {
+        assert!(std::time::Instant::now() < deadline, "never parked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Idle sessions are parked (issue 8: rmcp's worker is most of an idle session's memory): the
+/// worker stops, the session stays open upstream, and calls and the closing `DELETE` reach it
+/// directly. A parked session found expired is replaced, and the call, which provably did not
+/// run, runs on the new one: a write too, exactly once.
+#[sqlx::test(migrations = false)]
+async fn an_idle_session_is_parked_and_keeps_serving_until_it_expires(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let app = spawn_app_with(db, Default::default(), &["--pool-park-after", "100ms"]).await;
+    let token = app.add_tenant("acme").await;
+    let upstream = intercom_token("acme");
+    let convs: Value = app
+        .get("/v1/tenants/acme/conversations?state=open", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    wait_parked(&app, "acme").await;
+    // Parking sent no DELETE: the same session serves the next call.
+    let res = app
+        .get("/v1/tenants/acme/conversations?state=open", &token)
+        .await;
+    assert_eq!(res.status(), 200);
+    let stats = app.fake.stats(&upstream);
+    assert_eq!((stats.initializes, stats.deletes), (1, 0), "{stats:?}");
+    assert_eq!(app.fake.sessions_of(&upstream).len(), 1);
+
+    wait_parked(&app, "acme").await;
+    assert!(app.fake.expire_sessions().await >= 1);
+    let id = convs["conversations"][0]["id"].as_str().unwrap();
+    let writer = crate::helpers::mint("writer", Some("acme"), "intercom:write");
+    let res = app
+        .post(
+            "/v1/tenants/acme/tools/add_internal_note/calls",
+            &writer,
+            serde_json::json!({"arguments": {"conversation_id": id, "body": "after parking"}}),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let stats = app.fake.stats(&upstream);
+    assert_eq!(stats.initializes, 2, "{stats:?}");
+    // Two POSTs (the fake counts the one its dropped session answered 404), one note.
+    assert_eq!(stats.calls_by_tool.get("add_internal_note"), Some(&2));
+    let conversation = app
+        .get(&format!("/v1/tenants/acme/conversations/{id}"), &token)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        conversation.matches("after parking").count(),
+        1,
+        "{conversation}"
+    );
+    let metrics = app.metrics().await;
+    for event in ["expired", "reinitialized"] {
+        let line = format!(r#"gateway_upstream_session_events_total{{event="{event}"}} 1"#);
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+
+    // The replacement parks too, and shutdown DELETEs it itself.
+    wait_parked(&app, "acme").await;
+    app.shutdown.cancel();
+    app.server.await.unwrap().unwrap();
+    let stats = app.fake.stats(&upstream);
+    assert_eq!(stats.deletes, 1, "{stats:?}");
+}
