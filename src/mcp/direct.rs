@@ -54,7 +54,8 @@ const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
 /// on.
 pub(super) struct Target<'a> {
     pub http: &'a reqwest::Client,
-    pub url: &'a str,
+    /// Parsed once per session: reqwest would parse a string on every request.
+    pub url: &'a reqwest::Url,
     pub token: &'a SecretString,
     pub session_id: &'a str,
     pub protocol_version: &'a str,
@@ -121,22 +122,53 @@ struct Meta<'a> {
     traceparent: &'a str,
 }
 
-/// One JSON-RPC message from the server, decoded only as far as routing needs.
+/// One JSON-RPC message from the server, with the result read as `R` in the same pass.
 #[derive(Deserialize)]
-struct Message<'a> {
+struct Message<'a, R> {
     #[serde(borrow, default)]
     id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     method: Option<&'a str>,
-    #[serde(borrow, default)]
-    result: Option<&'a RawValue>,
+    result: Option<R>,
     #[serde(default)]
     error: Option<ErrorData>,
 }
 
+/// A request's result: how it is read off the wire (borrowing from the message where it can)
+/// and what it becomes. The answer is parsed once: routing and result in one pass.
+pub(super) trait Answer: Sized {
+    type Wire<'a>: Deserialize<'a>;
+    fn finish(wire: Self::Wire<'_>) -> Self;
+}
+
+impl Answer for ToolResult {
+    type Wire<'a> = CallResult<'a>;
+    fn finish(r: CallResult<'_>) -> Self {
+        ToolResult::new(
+            r.content
+                .map(RawValue::to_owned)
+                .unwrap_or_else(|| RawValue::from_string(EMPTY.into()).expect("[] is JSON")),
+            r.structured_content.map(RawValue::to_owned),
+            r.is_error.unwrap_or(false),
+        )
+    }
+}
+
+impl Answer for ListToolsResult {
+    type Wire<'a> = ListToolsResult;
+    fn finish(r: ListToolsResult) -> Self {
+        r
+    }
+}
+
+impl Answer for () {
+    type Wire<'a> = serde::de::IgnoredAny;
+    fn finish(_: serde::de::IgnoredAny) -> Self {}
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CallResult<'a> {
+pub(super) struct CallResult<'a> {
     #[serde(borrow, default)]
     content: Option<&'a RawValue>,
     /// Present-but-null stays `Some(null)`, as rmcp keeps it.
@@ -159,12 +191,12 @@ enum Routed<T> {
     Other,
 }
 
-/// How a request's result is read.
-type Decode<T> = fn(&str) -> Result<T, String>;
+const LIST_CHANGED: &str = "notifications/tools/list_changed";
 
-fn route<T>(data: &str, want: &str, decode: Decode<T>) -> Routed<T> {
-    let Ok(m) = serde_json::from_str::<Message>(data) else {
-        return Routed::Other;
+fn route<T: Answer>(data: &str, want: &str) -> Routed<T> {
+    let m = match serde_json::from_str::<Message<T::Wire<'_>>>(data) {
+        Ok(m) => m,
+        Err(e) => return route_unexpected(data, want, e),
     };
     let ours = m.id.is_some_and(|id| is_id(id, want));
     if ours && m.method.is_none() {
@@ -172,42 +204,36 @@ fn route<T>(data: &str, want: &str, decode: Decode<T>) -> Routed<T> {
             return Routed::Mine(Err(e));
         }
         if let Some(r) = m.result {
-            return Routed::Mine(decode(r.get()).map_err(|e| {
-                ErrorData::internal_error(
-                    format!("the upstream's result does not parse: {e}"),
-                    None,
-                )
-            }));
+            return Routed::Mine(Ok(T::finish(r)));
         }
     }
-    if m.id.is_none() && m.method == Some("notifications/tools/list_changed") {
+    if m.id.is_none() && m.method == Some(LIST_CHANGED) {
         return Routed::ListChanged;
     }
     Routed::Other
 }
 
-fn decode_call(raw: &str) -> Result<ToolResult, String> {
-    let r = serde_json::from_str::<CallResult>(raw).map_err(|e| e.to_string())?;
-    Ok(ToolResult::new(
-        r.content
-            .map(RawValue::to_owned)
-            .unwrap_or_else(|| RawValue::from_string(EMPTY.into()).expect("[] is JSON")),
-        r.structured_content.map(RawValue::to_owned),
-        r.is_error.unwrap_or(false),
-    ))
-}
-
-fn decode_list(raw: &str) -> Result<ListToolsResult, String> {
-    serde_json::from_str(raw).map_err(|e| e.to_string())
-}
-
-fn decode_nothing(_: &str) -> Result<(), String> {
-    Ok(())
+/// A message that did not read as expected: our answer with a result of the wrong shape is an
+/// error for the caller; anything else (not JSON-RPC at all) is skipped.
+fn route_unexpected<T>(data: &str, want: &str, e: serde_json::Error) -> Routed<T> {
+    let Ok(m) = serde_json::from_str::<Message<&RawValue>>(data) else {
+        return Routed::Other;
+    };
+    if m.id.is_some_and(|id| is_id(id, want)) && m.method.is_none() && m.result.is_some() {
+        return Routed::Mine(Err(ErrorData::internal_error(
+            format!("the upstream's result does not parse: {e}"),
+            None,
+        )));
+    }
+    if m.id.is_none() && m.method == Some(LIST_CHANGED) {
+        return Routed::ListChanged;
+    }
+    Routed::Other
 }
 
 /// A JSON-RPC error answering the call: its id, or null (the server could not read the id).
 fn error_answer(data: &str, want: &str) -> Option<ErrorData> {
-    let m = serde_json::from_str::<Message>(data).ok()?;
+    let m = serde_json::from_str::<Message<serde::de::IgnoredAny>>(data).ok()?;
     let for_us = match m.id {
         None => true,
         Some(id) => id.get() == "null" || is_id(id, want),
@@ -245,8 +271,7 @@ impl Target<'_> {
             arguments,
             meta: self.traceparent.map(|traceparent| Meta { traceparent }),
         };
-        self.request(id, "tools/call", params, decode_call, stale)
-            .await
+        self.request(id, "tools/call", params, stale).await
     }
 
     /// One page of `tools/list`.
@@ -260,13 +285,12 @@ impl Target<'_> {
             cursor,
             meta: self.traceparent.map(|traceparent| Meta { traceparent }),
         };
-        self.request(id, "tools/list", params, decode_list, stale)
-            .await
+        self.request(id, "tools/list", params, stale).await
     }
 
     /// `ping`: whether the session still exists (404) and the server answers.
     pub(super) async fn ping(&self, id: &str) -> Outcome<()> {
-        self.request::<(), ()>(id, "ping", None, decode_nothing, &CatalogStale::default())
+        self.request::<(), ()>(id, "ping", None, &CatalogStale::default())
             .await
     }
 
@@ -286,7 +310,7 @@ impl Target<'_> {
             return;
         };
         let _ = self
-            .headers(self.http.post(self.url))
+            .headers(self.http.post(self.url.clone()))
             .header(header::ACCEPT, ACCEPT)
             .header(header::CONTENT_TYPE, JSON)
             .timeout(CONTROL_TIMEOUT)
@@ -298,18 +322,17 @@ impl Target<'_> {
     /// Ends the session (`DELETE`, MCP transports §Session Management).
     pub(super) async fn delete(&self) {
         let _ = self
-            .headers(self.http.delete(self.url))
+            .headers(self.http.delete(self.url.clone()))
             .timeout(CONTROL_TIMEOUT)
             .send()
             .await;
     }
 
-    async fn request<P: Serialize, T>(
+    async fn request<P: Serialize, T: Answer>(
         &self,
         id: &str,
         method: &'static str,
         params: impl Into<Option<P>>,
-        decode: Decode<T>,
         stale: &CatalogStale,
     ) -> Outcome<T> {
         let body = Request {
@@ -327,7 +350,7 @@ impl Target<'_> {
             }
         };
         let sent = self
-            .headers(self.http.post(self.url))
+            .headers(self.http.post(self.url.clone()))
             .header(header::ACCEPT, ACCEPT)
             .header(header::CONTENT_TYPE, JSON)
             .body(body)
@@ -351,11 +374,11 @@ impl Target<'_> {
                 .is_some_and(|ct| ct.as_bytes().starts_with(mime.as_bytes()))
         };
         if is(&EVENT_STREAM) {
-            self.read_stream(response.bytes_stream().boxed(), id, decode, stale)
+            self.read_stream(response.bytes_stream().boxed(), id, stale)
                 .await
         } else if is(&JSON) {
             match read_bounded(response, MAX_ANSWER_BYTES).await {
-                Ok(body) => match std::str::from_utf8(&body).map(|s| route(s, id, decode)) {
+                Ok(body) => match std::str::from_utf8(&body).map(|s| route::<T>(s, id)) {
                     Ok(Routed::Mine(answer)) => Outcome::Answer(answer),
                     _ => Outcome::Refused(UpstreamError::Failed {
                         detail: "the upstream's JSON answer is not the request's JSON-RPC response"
@@ -426,11 +449,10 @@ impl Target<'_> {
 
     /// Reads an SSE answer up to the call's response, resuming once (`GET` + `Last-Event-ID`)
     /// if the stream breaks after an event id, as rmcp's transport does.
-    async fn read_stream<T>(
+    async fn read_stream<T: Answer>(
         &self,
         bytes: Bytestream,
         id: &str,
-        decode: Decode<T>,
         stale: &CatalogStale,
     ) -> Outcome<T> {
         let mut last_event_id: Option<String> = None;
@@ -449,7 +471,7 @@ impl Target<'_> {
                     let Some(data) = sse.data.as_deref() else {
                         continue;
                     };
-                    match route(data, id, decode) {
+                    match route::<T>(data, id) {
                         Routed::Mine(answer) => return Outcome::Answer(answer),
                         Routed::ListChanged => {
                             tracing::info!("upstream tool list changed; catalog will be refetched");
@@ -475,7 +497,7 @@ impl Target<'_> {
 
     async fn resume<T>(&self, last_event_id: &str) -> Result<Bytestream, Outcome<T>> {
         let response = self
-            .headers(self.http.get(self.url))
+            .headers(self.http.get(self.url.clone()))
             .header(header::ACCEPT, EVENT_STREAM)
             .header("Last-Event-ID", last_event_id)
             .send()
@@ -575,30 +597,37 @@ mod tests {
     #[test]
     fn only_the_calls_own_response_is_taken() {
         let ok = r#"{"jsonrpc":"2.0","id":"gw-7","result":{"content":[{"type":"text","text":"{\"a\":1}"}],"isError":false}}"#;
-        let Routed::Mine(Ok(r)) = route(ok, "gw-7", decode_call) else {
+        let Routed::Mine(Ok(r)) = route::<ToolResult>(ok, "gw-7") else {
             panic!("not routed");
         };
         assert_eq!(r.first_text(), Some("{\"a\":1}"));
         assert!(!r.is_error);
-        assert!(matches!(route(ok, "gw-8", decode_call), Routed::Other));
+        assert!(matches!(route::<ToolResult>(ok, "gw-8"), Routed::Other));
         // rmcp's numeric id 7 is not ours.
         let numeric = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[]}}"#;
-        assert!(matches!(route(numeric, "7", decode_call), Routed::Other));
+        assert!(matches!(route::<ToolResult>(numeric, "7"), Routed::Other));
         let err =
             r#"{"jsonrpc":"2.0","id":"gw-7","error":{"code":-32602,"message":"Unknown tool: x"}}"#;
         assert!(
-            matches!(route(err, "gw-7", decode_call), Routed::Mine(Err(e)) if e.message == "Unknown tool: x")
+            matches!(route::<ToolResult>(err, "gw-7"), Routed::Mine(Err(e)) if e.message == "Unknown tool: x")
         );
         let changed = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
         assert!(matches!(
-            route(changed, "gw-7", decode_call),
+            route::<ToolResult>(changed, "gw-7"),
             Routed::ListChanged
         ));
         // A server request with our id is not our answer.
         let ping = r#"{"jsonrpc":"2.0","id":"gw-7","method":"ping"}"#;
-        assert!(matches!(route(ping, "gw-7", decode_call), Routed::Other));
+        assert!(matches!(route::<ToolResult>(ping, "gw-7"), Routed::Other));
+        // Our answer with a result of the wrong shape is an error, not something to wait past.
+        let odd = r#"{"jsonrpc":"2.0","id":"gw-7","result":5}"#;
         assert!(matches!(
-            route("not json", "gw-7", decode_call),
+            route::<ToolResult>(odd, "gw-7"),
+            Routed::Mine(Err(_))
+        ));
+        assert!(matches!(route::<ToolResult>(odd, "gw-8"), Routed::Other));
+        assert!(matches!(
+            route::<ToolResult>("not json", "gw-7"),
             Routed::Other
         ));
     }
@@ -607,7 +636,7 @@ mod tests {
     fn structured_content_null_is_kept_apart_from_absent() {
         let null =
             r#"{"jsonrpc":"2.0","id":"gw-1","result":{"content":[],"structuredContent":null}}"#;
-        let Routed::Mine(Ok(r)) = route(null, "gw-1", decode_call) else {
+        let Routed::Mine(Ok(r)) = route::<ToolResult>(null, "gw-1") else {
             panic!("not routed");
         };
         assert_eq!(
@@ -615,7 +644,7 @@ mod tests {
             Some("null")
         );
         let absent = r#"{"jsonrpc":"2.0","id":"gw-1","result":{"content":[]}}"#;
-        let Routed::Mine(Ok(r)) = route(absent, "gw-1", decode_call) else {
+        let Routed::Mine(Ok(r)) = route::<ToolResult>(absent, "gw-1") else {
             panic!("not routed");
         };
         assert!(r.structured_content.is_none());

@@ -48,7 +48,7 @@ pub(super) struct Session {
     pub(super) protocol_version: String,
     pub(super) mode: Mode,
     /// For the direct `tools/call` path (see `direct.rs`).
-    url: Arc<str>,
+    url: reqwest::Url,
     token: SecretString,
     stale: CatalogStale,
     /// rmcp's worker was stopped after the session went idle; the session lives on upstream and
@@ -89,6 +89,11 @@ impl Session {
         negotiation: &Negotiation,
         catalog_stale: CatalogStale,
     ) -> Result<Self, UpstreamError> {
+        let url = reqwest::Url::parse(&key.url).map_err(|e| UpstreamError::Failed {
+            detail: format!("the upstream URL does not parse: {e}"),
+            retryable: false,
+            outage: false,
+        })?;
         // rmcp sends the handshake from its own task, outside our span: hand the wire the
         // `traceparent` of the caller's `mcp.initialize` span for the duration of it.
         wire.set_handshake_traceparent(propagation::traceparent(&tracing::Span::current()));
@@ -143,7 +148,7 @@ impl Session {
             released,
             protocol_version: version.to_string(),
             mode,
-            url: key.url.clone(),
+            url,
             token: key.token.clone(),
             stale: catalog_stale,
             parked: AtomicBool::new(false),

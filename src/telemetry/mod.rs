@@ -37,6 +37,8 @@ pub struct TelemetryOptions {
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
     exporting: bool,
+    /// Flushes the stdout log writer's queue when dropped.
+    _log_writer: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl Telemetry {
@@ -93,9 +95,23 @@ pub fn init_with(options: TelemetryOptions) -> Telemetry {
         .with_threads(false)
         .with_tracked_inactivity(false)
         .with_context_activation(false);
-    let writer = options
-        .writer
-        .unwrap_or_else(|| BoxMakeWriter::new(std::io::stdout));
+    // Log lines go to stdout from a writer thread of their own: a request does not pay for a
+    // `write` system call, and under load lines leave in batches (the writer flushes whenever
+    // its queue runs empty). Not lossy: a full queue (128k lines) holds requests back rather
+    // than dropping lines.
+    let (writer, log_writer) = match options.writer {
+        Some(w) => (w, None),
+        None => {
+            let (w, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .lossy(false)
+                .thread_name("log-writer")
+                .finish(std::io::BufWriter::with_capacity(
+                    64 * 1024,
+                    std::io::stdout(),
+                ));
+            (BoxMakeWriter::new(w), Some(guard))
+        }
+    };
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = if options.format == "pretty" {
         registry
@@ -123,6 +139,7 @@ pub fn init_with(options: TelemetryOptions) -> Telemetry {
         return Telemetry {
             provider: None,
             exporting: false,
+            _log_writer: None,
         };
     }
     match (&tracing.exporter_problem, tracing.exporting) {
@@ -134,5 +151,6 @@ pub fn init_with(options: TelemetryOptions) -> Telemetry {
     Telemetry {
         provider: Some(tracing.provider),
         exporting: tracing.exporting,
+        _log_writer: log_writer,
     }
 }
