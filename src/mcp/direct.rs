@@ -70,9 +70,9 @@ pub(super) enum Outcome<T> {
     SessionGone,
     /// The server refused or failed the POST before answering (401, 429, 5xx, connection).
     Refused(UpstreamError),
-    /// The response stream ended (and its resume, if any, failed) before the answer: the
-    /// request may have run. A 404 on the resume is reported as [`Outcome::SessionGone`]'s
-    /// news through `on_session_gone` first.
+    /// The response stream ended (and its resume, if any, failed, a 404 included) before the
+    /// answer: the request may have run. The caller tells a dropped session from a broken
+    /// connection (a `ping`); never [`Outcome::SessionGone`], which means "did not run".
     StreamLost,
 }
 
@@ -503,42 +503,40 @@ impl Target<'_> {
             .send()
             .await
             .map_err(|_| Outcome::StreamLost)?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Err(Outcome::SessionGone),
-            s if s.is_success() => Ok(response.bytes_stream().boxed()),
-            _ => Err(Outcome::StreamLost),
+        // A 404 here says the session is gone, but the request was running on it: it may
+        // have run, so this is a lost stream, not a request that never ran.
+        if response.status().is_success() {
+            Ok(response.bytes_stream().boxed())
+        } else {
+            Err(Outcome::StreamLost)
         }
     }
 }
 
-async fn read_bounded(mut response: reqwest::Response, max: usize) -> Result<Bytes, UpstreamError> {
+/// The whole body, at most `max` bytes (a body of one chunk is returned without a copy).
+async fn read_bounded(response: reqwest::Response, max: usize) -> Result<Bytes, UpstreamError> {
     if response.content_length().is_some_and(|n| n as usize > max) {
-        return Err(too_large());
+        return Err(too_large(max));
     }
-    let mut body = BytesMut::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > max {
-                    return Err(too_large());
-                }
-                if body.is_empty() && response.content_length() == Some(chunk.len() as u64) {
-                    return Ok(chunk);
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body.freeze()),
-            Err(e) => return Err(classify_http(&StreamableHttpError::Client(e))),
-        }
+    let mut chunks = Bounded::new(response.bytes_stream().boxed(), max);
+    let mut next = async || chunks.next().await.transpose().map_err(|e| e.classify(max));
+    let Some(first) = next().await? else {
+        return Ok(Bytes::new());
+    };
+    let Some(second) = next().await? else {
+        return Ok(first);
+    };
+    let mut body = BytesMut::from(&first[..]);
+    body.extend_from_slice(&second);
+    while let Some(chunk) = next().await? {
+        body.extend_from_slice(&chunk);
     }
+    Ok(body.freeze())
 }
 
-fn too_large() -> UpstreamError {
+fn too_large(max: usize) -> UpstreamError {
     UpstreamError::Failed {
-        detail: format!(
-            "the upstream's answer exceeds {} MiB",
-            MAX_ANSWER_BYTES >> 20
-        ),
+        detail: format!("the upstream's answer exceeds {} KiB", max >> 10),
         retryable: false,
         outage: false,
     }
@@ -554,23 +552,43 @@ enum BodyError {
     Http(#[from] reqwest::Error),
 }
 
-/// A byte stream that fails once more than [`MAX_ANSWER_BYTES`] went through it.
+impl BodyError {
+    fn classify(self, max: usize) -> UpstreamError {
+        match self {
+            BodyError::TooLarge => too_large(max),
+            BodyError::Http(e) => classify_http(&StreamableHttpError::Client(e)),
+        }
+    }
+}
+
+/// A byte stream that fails once more than `max` bytes went through it.
 struct Bounded {
     inner: Bytestream,
     seen: usize,
+    max: usize,
+}
+
+impl Bounded {
+    fn new(inner: Bytestream, max: usize) -> Self {
+        Self {
+            inner,
+            seen: 0,
+            max,
+        }
+    }
 }
 
 impl Stream for Bounded {
     type Item = Result<Bytes, BodyError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.seen > MAX_ANSWER_BYTES {
+        if self.seen > self.max {
             return Poll::Ready(None);
         }
         match self.inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(b))) => {
                 self.seen += b.len();
-                if self.seen > MAX_ANSWER_BYTES {
+                if self.seen > self.max {
                     return Poll::Ready(Some(Err(BodyError::TooLarge)));
                 }
                 Poll::Ready(Some(Ok(b)))
@@ -583,11 +601,7 @@ impl Stream for Bounded {
 }
 
 fn sse_events(bytes: Bytestream) -> BoxStream<'static, Result<Sse, sse_stream::Error>> {
-    SseStream::from_bytes_stream(Bounded {
-        inner: bytes,
-        seen: 0,
-    })
-    .boxed()
+    SseStream::from_bytes_stream(Bounded::new(bytes, MAX_ANSWER_BYTES)).boxed()
 }
 
 #[cfg(test)]

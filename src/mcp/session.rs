@@ -273,12 +273,8 @@ impl Session {
         // What the session looked like when the call started: if it is found gone before the
         // call ends, the failure is the session's end, not an outage of Intercom.
         let expiries = self.wire.expiries();
-        let ready = self.wire.ready_session();
-        if self.is_parked() && ready.is_none() {
-            return Err(self.parked_session_gone(None));
-        }
         if self.mode == Mode::Session
-            && let Some(sid) = ready
+            && let Some(sid) = self.wire.ready_session()
         {
             let target = self.target(&sid, traceparent.as_deref());
             let id = direct::next_request_id();
@@ -289,35 +285,8 @@ impl Session {
             };
             let outcome = target.call_tool(&id, name, &arguments, &self.stale).await;
             cancel.id = None;
-            if self.is_parked() {
-                return match outcome {
-                    direct::Outcome::Answer(Ok(r)) => Ok(r),
-                    direct::Outcome::Answer(Err(e)) => Err(self
-                        .failure(rmcp::ServiceError::McpError(e), expiries)
-                        .await),
-                    direct::Outcome::Refused(e) => Err(e),
-                    direct::Outcome::SessionGone => Err(self.parked_session_gone(Some(&sid))),
-                    direct::Outcome::StreamLost => Err(self.parked_stream_lost(&sid).await),
-                };
-            }
-            match outcome {
-                direct::Outcome::Answer(Ok(r)) => return Ok(r),
-                direct::Outcome::Answer(Err(e)) => {
-                    return Err(self
-                        .failure(rmcp::ServiceError::McpError(e), expiries)
-                        .await);
-                }
-                direct::Outcome::Refused(e) => return Err(e),
-                direct::Outcome::StreamLost => {
-                    return Err(self
-                        .failure(rmcp::ServiceError::TransportClosed, expiries)
-                        .await);
-                }
-                direct::Outcome::SessionGone => {
-                    // The POST did not run. rmcp's path meets the same 404, renews the
-                    // session once for everyone, and re-sends the request there.
-                    self.wire.note_expired(&sid);
-                }
+            if let Some(r) = self.settle_direct(outcome, &sid, expiries).await? {
+                return Ok(r);
             }
         }
         let mut params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
@@ -355,19 +324,31 @@ impl Session {
         }
     }
 
-    /// A parked session's answer stream broke: a direct `ping` tells a dropped session (404:
-    /// the call may have run; reads are retried on a fresh session) from a broken connection.
-    async fn parked_stream_lost(&self, sid: &Arc<str>) -> UpstreamError {
-        let ping = self.target(sid, None);
-        let gone = tokio::time::timeout(PROBE_TIMEOUT, ping.ping(&direct::next_request_id()))
-            .await
-            .is_ok_and(|o| matches!(o, direct::Outcome::SessionGone));
-        if gone {
-            self.wire.note_expired(sid);
-            self.retire();
-            UpstreamError::session_ended_mid_call()
-        } else {
-            UpstreamError::from_service(rmcp::ServiceError::TransportClosed)
+    /// What a direct request's outcome means. `Ok(None)`: the session expired before the
+    /// request ran and rmcp's worker (the session is not parked) renews it; send the request
+    /// down rmcp's path, which meets the same 404, renews once for everyone and re-sends.
+    async fn settle_direct<T>(
+        &self,
+        outcome: direct::Outcome<T>,
+        sid: &Arc<str>,
+        expiries: u64,
+    ) -> Result<Option<T>, UpstreamError> {
+        match outcome {
+            direct::Outcome::Answer(Ok(r)) => Ok(Some(r)),
+            direct::Outcome::Answer(Err(e)) => Err(self
+                .failure(rmcp::ServiceError::McpError(e), expiries)
+                .await),
+            direct::Outcome::Refused(e) => Err(e),
+            direct::Outcome::StreamLost => Err(self
+                .failure(rmcp::ServiceError::TransportClosed, expiries)
+                .await),
+            direct::Outcome::SessionGone if self.is_parked() => {
+                Err(self.parked_session_gone(Some(sid)))
+            }
+            direct::Outcome::SessionGone => {
+                self.wire.note_expired(sid);
+                Ok(None)
+            }
         }
     }
 
@@ -426,10 +407,21 @@ impl Session {
     /// have been seen yet), or the connection broke. A `ping` tells them apart: on a dropped
     /// session it meets the 404 (rmcp then renews the session, so the retry finds it ready);
     /// on a broken connection it fails or succeeds without one.
+    /// A parked session has no worker to renew it: the `ping` goes directly, and a session
+    /// found gone is retired (the pool opens a fresh one).
     async fn session_was_gone(&self, expiries: u64) -> bool {
-        let ping = rmcp::model::ClientRequest::PingRequest(Default::default());
         if let Some(peer) = self.peer() {
+            let ping = rmcp::model::ClientRequest::PingRequest(Default::default());
             let _ = tokio::time::timeout(PROBE_TIMEOUT, peer.send_request(ping)).await;
+        } else if let Some(sid) = self.wire.ready_session() {
+            let (target, id) = (self.target(&sid, None), direct::next_request_id());
+            let ping = target.ping(&id);
+            if let Ok(direct::Outcome::SessionGone) =
+                tokio::time::timeout(PROBE_TIMEOUT, ping).await
+            {
+                self.wire.note_expired(&sid);
+                self.retire();
+            }
         }
         self.wire.expiries() != expiries
     }
@@ -481,17 +473,11 @@ impl Session {
             };
             let target = self.target(&sid, traceparent.as_deref());
             let id = direct::next_request_id();
-            let page = match target.list_tools(&id, cursor.as_deref(), &self.stale).await {
-                direct::Outcome::Answer(Ok(page)) => page,
-                direct::Outcome::Answer(Err(e)) => {
-                    let expiries = self.wire.expiries();
-                    return Err(self
-                        .failure(rmcp::ServiceError::McpError(e), expiries)
-                        .await);
-                }
-                direct::Outcome::Refused(e) => return Err(e),
-                direct::Outcome::SessionGone => return Err(self.parked_session_gone(Some(&sid))),
-                direct::Outcome::StreamLost => return Err(self.parked_stream_lost(&sid).await),
+            let expiries = self.wire.expiries();
+            let outcome = target.list_tools(&id, cursor.as_deref(), &self.stale).await;
+            let Some(page) = self.settle_direct(outcome, &sid, expiries).await? else {
+                // Only parked sessions list directly; a 404 there is settled above.
+                return Err(self.parked_session_gone(Some(&sid)));
             };
             tools.extend(page.tools);
             cursor = page.next_cursor;

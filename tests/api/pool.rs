@@ -537,3 +537,46 @@ async fn an_idle_session_is_parked_and_keeps_serving_until_it_expires(
     let stats = app.fake.stats(&upstream);
     assert_eq!(stats.deletes, 1, "{stats:?}");
 }
+
+/// A write whose session the server drops while it runs may have run: it is never sent again,
+/// however the loss shows (its answer stream ends; resuming that stream meets a 404).
+#[sqlx::test(migrations = false)]
+async fn a_write_whose_session_ends_mid_call_is_not_sent_again(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let app = spawn_app(db).await;
+    let token = app.add_tenant("acme").await;
+    let upstream = intercom_token("acme");
+    let convs: Value = app
+        .get("/v1/tenants/acme/conversations?state=open", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = convs["conversations"][0]["id"].as_str().unwrap();
+    app.fake.set_latency(Duration::from_millis(800));
+    let writer = crate::helpers::mint("writer", Some("acme"), "intercom:write");
+    let write = app.post(
+        "/v1/tenants/acme/tools/add_internal_note/calls",
+        &writer,
+        serde_json::json!({"arguments": {"conversation_id": id, "body": "mid-call"}}),
+    );
+    let expire = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.fake.expire_sessions().await
+    };
+    let (res, expired) = tokio::join!(write, expire);
+    assert!(expired >= 1);
+    assert_ne!(
+        res.status(),
+        200,
+        "the session ended before the note was written"
+    );
+    let stats = app.fake.stats(&upstream);
+    assert_eq!(
+        stats.calls_by_tool.get("add_internal_note"),
+        Some(&1),
+        "{stats:?}"
+    );
+}
