@@ -452,6 +452,15 @@ async fn shutdown_deletes_every_upstream_session(_: PgPoolOptions, db: PgConnect
     assert_eq!(app.fake.stats(&intercom_token("globex")).deletes, 1);
 }
 
+/// The acme tenant's open conversations (a call that also opens the tenant's session).
+async fn open_conversations(app: &crate::helpers::TestApp, token: &str) -> Value {
+    app.get("/v1/tenants/acme/conversations?state=open", token)
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Whether the tenant's only session is parked, per the sessions API.
 async fn parked(app: &crate::helpers::TestApp, tenant: &str) -> bool {
     let res = app
@@ -481,12 +490,7 @@ async fn an_idle_session_is_parked_and_keeps_serving_until_it_expires(
     let app = spawn_app_with(db, Default::default(), &["--pool-park-after", "100ms"]).await;
     let token = app.add_tenant("acme").await;
     let upstream = intercom_token("acme");
-    let convs: Value = app
-        .get("/v1/tenants/acme/conversations?state=open", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let convs = open_conversations(&app, &token).await;
     wait_parked(&app, "acme").await;
     // Parking sent no DELETE: the same session serves the next call.
     let res = app
@@ -548,12 +552,7 @@ async fn a_write_whose_session_ends_mid_call_is_not_sent_again(
     let app = spawn_app(db).await;
     let token = app.add_tenant("acme").await;
     let upstream = intercom_token("acme");
-    let convs: Value = app
-        .get("/v1/tenants/acme/conversations?state=open", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let convs = open_conversations(&app, &token).await;
     let id = convs["conversations"][0]["id"].as_str().unwrap();
     app.fake.set_latency(Duration::from_millis(800));
     let writer = crate::helpers::mint("writer", Some("acme"), "intercom:write");
