@@ -16,6 +16,7 @@
 //! session (servers route answers by id).
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -24,7 +25,8 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use http::{HeaderValue, StatusCode, header};
-use rmcp::model::{ErrorData, ListToolsResult};
+use rmcp::model::{ClientConfig, ErrorData, ListToolsResult, ProtocolVersion};
+use rmcp::service::ClientInitializeError;
 use rmcp::transport::streamable_http_client::{
     AuthRequiredError, HttpStatusError, StreamableHttpError,
 };
@@ -46,19 +48,22 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest error body read for its JSON-RPC error.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
+const SESSION_ID: &str = "Mcp-Session-Id";
 const ACCEPT: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
 
 /// Where to send the call: a session rmcp initialized and announced `notifications/initialized`
 /// on.
+#[derive(Clone, Copy)]
 pub(super) struct Target<'a> {
     pub http: &'a reqwest::Client,
     /// Parsed once per session: reqwest would parse a string on every request.
     pub url: &'a reqwest::Url,
     pub token: &'a SecretString,
-    pub session_id: &'a str,
-    pub protocol_version: &'a str,
+    /// `None` only for `initialize`.
+    pub session_id: Option<&'a str>,
+    pub protocol_version: Option<&'a str>,
     pub traceparent: Option<&'a str>,
 }
 
@@ -74,6 +79,48 @@ pub(super) enum Outcome<T> {
     /// answer: the request may have run. The caller tells a dropped session from a broken
     /// connection (a `ping`); never [`Outcome::SessionGone`], which means "did not run".
     StreamLost,
+}
+
+/// What a direct `initialize` settled.
+pub(super) enum Opened {
+    /// A session-based session, ready for requests.
+    Session {
+        id: Arc<str>,
+        protocol_version: ProtocolVersion,
+    },
+    /// No session id, or a revision without the handshake: rmcp's client opens this one.
+    NotSessionBased,
+}
+
+/// The part of the `InitializeResult` the gateway acts on.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct InitAnswer {
+    protocol_version: ProtocolVersion,
+}
+
+impl Answer for InitAnswer {
+    type Wire<'a> = InitAnswer;
+    fn finish(a: InitAnswer) -> Self {
+        a
+    }
+}
+
+/// A handshake that did not end in a session, as rmcp's client reports it.
+fn handshake_failure<T>(outcome: Outcome<T>) -> UpstreamError {
+    match outcome {
+        Outcome::Answer(Err(e)) => {
+            UpstreamError::from_initialize(ClientInitializeError::JsonRpcError(e))
+        }
+        Outcome::Refused(e) => e,
+        // The session id was already gone at `notifications/initialized`, or the answer
+        // stream broke: the next attempt starts afresh.
+        Outcome::SessionGone | Outcome::StreamLost | Outcome::Answer(Ok(_)) => {
+            UpstreamError::from_initialize(ClientInitializeError::ConnectionClosed(
+                "the initialize handshake ended before the session was ready".into(),
+            ))
+        }
+    }
 }
 
 /// A request id, unique in the process (string ids never collide with rmcp's
@@ -247,10 +294,13 @@ fn is_id(id: &RawValue, want: &str) -> bool {
 
 impl Target<'_> {
     fn headers(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let mut req = req
-            .bearer_auth(self.token.expose_secret())
-            .header("Mcp-Session-Id", self.session_id)
-            .header("MCP-Protocol-Version", self.protocol_version);
+        let mut req = req.bearer_auth(self.token.expose_secret());
+        if let Some(sid) = self.session_id {
+            req = req.header(SESSION_ID, sid);
+        }
+        if let Some(v) = self.protocol_version {
+            req = req.header("MCP-Protocol-Version", v);
+        }
         if let Some(t) = self.traceparent {
             req = req.header(crate::telemetry::propagation::TRACEPARENT, t);
         }
@@ -297,26 +347,53 @@ impl Target<'_> {
     /// `notifications/cancelled` for request `id` (MCP cancellation utility); the answer
     /// (202) carries nothing.
     pub(super) async fn cancel(&self, id: &str, reason: &str) {
-        let body = Request {
-            jsonrpc: "2.0",
-            id: None,
-            method: "notifications/cancelled",
-            params: Some(CancelParams {
-                request_id: id,
-                reason,
-            }),
+        let params = CancelParams {
+            request_id: id,
+            reason,
         };
-        let Ok(body) = serde_json::to_vec(&body) else {
-            return;
+        let sent = self.post::<_, ()>(None, "notifications/cancelled", params);
+        let _ = tokio::time::timeout(CONTROL_TIMEOUT, sent).await;
+    }
+
+    /// Opens a session the way rmcp's client does (MCP lifecycle): `initialize`, then
+    /// `notifications/initialized` on the session id the server assigned. Sent on a target
+    /// without a session id. A server that assigns no id, or answers with a revision that has
+    /// no handshake, is not for the direct path: [`Opened::NotSessionBased`].
+    pub(super) async fn open(&self, params: &ClientConfig) -> Result<Opened, UpstreamError> {
+        let id = next_request_id();
+        let response = self
+            .post::<_, InitAnswer>(Some(&id), "initialize", params)
+            .await
+            .map_err(handshake_failure)?;
+        let sid = response
+            .headers()
+            .get(SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(Arc::<str>::from);
+        let version = match self
+            .answer::<InitAnswer>(response, &id, &CatalogStale::default())
+            .await
+        {
+            Outcome::Answer(Ok(a)) => a.protocol_version,
+            other => return Err(handshake_failure(other)),
         };
-        let _ = self
-            .headers(self.http.post(self.url.clone()))
-            .header(header::ACCEPT, ACCEPT)
-            .header(header::CONTENT_TYPE, JSON)
-            .timeout(CONTROL_TIMEOUT)
-            .body(body)
-            .send()
-            .await;
+        let Some(sid) = sid.filter(|_| version.has_initialize()) else {
+            return Ok(Opened::NotSessionBased);
+        };
+        let session = Target {
+            session_id: Some(&sid),
+            protocol_version: Some(version.as_str()),
+            ..*self
+        };
+        session
+            .post::<(), ()>(None, "notifications/initialized", None)
+            .await
+            .map_err(handshake_failure)?;
+        Ok(Opened::Session {
+            id: sid.clone(),
+            protocol_version: version,
+        })
     }
 
     /// Ends the session (`DELETE`, MCP transports §Session Management).
@@ -335,18 +412,32 @@ impl Target<'_> {
         params: impl Into<Option<P>>,
         stale: &CatalogStale,
     ) -> Outcome<T> {
+        match self.post(Some(id), method, params).await {
+            Ok(response) => self.answer(response, id, stale).await,
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// POSTs one request (`id`) or notification (no `id`); a 2xx answer is returned to be
+    /// read, except a request's 202, which is no answer.
+    async fn post<P: Serialize, T>(
+        &self,
+        id: Option<&str>,
+        method: &'static str,
+        params: impl Into<Option<P>>,
+    ) -> Result<reqwest::Response, Outcome<T>> {
         let body = Request {
             jsonrpc: "2.0",
-            id: Some(id),
+            id,
             method,
             params: params.into(),
         };
         let body = match serde_json::to_vec(&body) {
             Ok(b) => b,
             Err(e) => {
-                return Outcome::Refused(UpstreamError::InvalidArguments(format!(
+                return Err(Outcome::Refused(UpstreamError::InvalidArguments(format!(
                     "the arguments do not encode as JSON: {e}"
-                )));
+                ))));
             }
         };
         let sent = self
@@ -358,15 +449,29 @@ impl Target<'_> {
             .await;
         let response = match sent {
             Ok(r) => r,
-            Err(e) => return Outcome::Refused(classify_http(&StreamableHttpError::Client(e))),
+            Err(e) => {
+                return Err(Outcome::Refused(classify_http(
+                    &StreamableHttpError::Client(e),
+                )));
+            }
         };
         let status = response.status();
-        if status == StatusCode::NOT_FOUND {
-            return Outcome::SessionGone;
+        if status == StatusCode::NOT_FOUND && self.session_id.is_some() {
+            return Err(Outcome::SessionGone);
         }
-        if !status.is_success() || status == StatusCode::ACCEPTED {
-            return self.refused(response, id).await;
+        if !status.is_success() || (id.is_some() && status == StatusCode::ACCEPTED) {
+            return Err(self.refused(response, id.unwrap_or_default()).await);
         }
+        Ok(response)
+    }
+
+    /// Reads the answer to request `id`: one JSON body, or an SSE stream up to it.
+    async fn answer<T: Answer>(
+        &self,
+        response: reqwest::Response,
+        id: &str,
+        stale: &CatalogStale,
+    ) -> Outcome<T> {
         let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
         let is = |mime: &HeaderValue| {
             content_type

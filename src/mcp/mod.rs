@@ -29,13 +29,15 @@ use tracing::Instrument;
 use tracing::field::Empty;
 use utoipa::ToSchema;
 
-pub use catalog::{Catalog, ToolSpec};
+pub use catalog::{Catalog, ToolSet, ToolSpec};
 pub use error::UpstreamError;
 pub use protocol::{ProtocolInfo, UpstreamProtocol};
 
 use crate::telemetry::Metrics;
 use crate::tenants::TenantId;
+use catalog::Shelf;
 use pool::TenantPool;
+use protocol::Eras;
 
 /// How often one call may be re-run (read-only tools only; writes never are).
 ///
@@ -144,8 +146,10 @@ pub struct SessionInfo {
     /// `session` (initialize + `Mcp-Session-Id`) or `stateless` (2026-07-28: a channel of
     /// pooled HTTP connections opened with `server/discover`, no server-side session).
     pub mode: &'static str,
-    /// The session is idle past `GATEWAY_POOL_PARK_AFTER`: the gateway stopped its MCP client
-    /// worker and reaches the session with plain POSTs (it stays open upstream).
+    /// The session has no MCP client worker: every request reaches it as a plain POST. True
+    /// for sessions the gateway opened with its own `initialize` (any session-based session
+    /// once the upstream is known), and for sessions whose worker stopped after
+    /// `GATEWAY_POOL_PARK_AFTER` idle (they stay open upstream).
     pub parked: bool,
 }
 
@@ -211,9 +215,10 @@ impl ToolResult {
     }
 }
 
-/// Hands memory freed by parked sessions back to the OS. glibc's malloc keeps freed blocks in
-/// its per-thread arenas, so without this an idle gateway's RSS stays at its high-water mark
-/// (issue 8: parking 300 sessions freed ~110 KiB each, RSS did not move until trimmed).
+/// Hands memory freed by sessions that went quiet back to the OS. glibc's malloc keeps freed
+/// blocks in its per-thread arenas, so without this an idle gateway's RSS stays at its
+/// high-water mark (issue 8: parking 300 sessions freed ~110 KiB each, RSS did not move until
+/// trimmed). Runs once after a sweep that found sessions going quiet, never on a call's path.
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
@@ -226,6 +231,10 @@ pub(crate) struct UpstreamContext {
     http: reqwest::Client,
     settings: PoolSettings,
     metrics: Metrics,
+    /// What each upstream URL speaks, learned once for all tenants (`protocol.rs`).
+    eras: Arc<Eras>,
+    /// The tool lists in use, one copy per distinct list (`catalog.rs`).
+    catalogs: Shelf,
 }
 
 #[derive(Clone)]
@@ -251,6 +260,8 @@ impl Upstream {
             http,
             settings: settings.clone(),
             metrics,
+            eras: Arc::default(),
+            catalogs: Shelf::default(),
         });
         let listener_ctx = ctx.clone();
         let runtime = tokio::runtime::Handle::current();
@@ -291,13 +302,13 @@ impl Upstream {
             loop {
                 tick.tick().await;
                 sweeper.run_pending_tasks().await;
-                let mut parked = 0;
+                let mut quiet = 0;
                 for (_, pool) in sweeper.iter() {
-                    parked += pool.maintain(&sweep_ctx);
+                    quiet += pool.maintain(&sweep_ctx, period);
                 }
                 // Parked sessions' workers wind down on their own tasks: their memory is
                 // free by the next sweep.
-                if std::mem::replace(&mut trim_next, parked > 0) {
+                if std::mem::replace(&mut trim_next, quiet > 0) {
                     release_freed_memory();
                 }
             }
@@ -310,14 +321,22 @@ impl Upstream {
             .pools
             .get_with(key.tenant.clone(), async {
                 self.ctx.metrics.set_circuit_open(&key.tenant, false);
-                Arc::new(TenantPool::new(key.clone(), &self.ctx.settings))
+                Arc::new(TenantPool::new(
+                    key.clone(),
+                    &self.ctx.settings,
+                    &self.ctx.eras,
+                ))
             })
             .await;
         if pool.key.same_binding(key) {
             return pool;
         }
         // The credential or region changed: a fresh pool; the old one drains via the listener.
-        let fresh = Arc::new(TenantPool::new(key.clone(), &self.ctx.settings));
+        let fresh = Arc::new(TenantPool::new(
+            key.clone(),
+            &self.ctx.settings,
+            &self.ctx.eras,
+        ));
         self.pools.insert(key.tenant.clone(), fresh.clone()).await;
         fresh
     }

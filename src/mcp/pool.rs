@@ -25,7 +25,7 @@ use super::catalog::Catalog;
 use super::circuit::{Admission, Change, Health, Ticket};
 use super::error::UpstreamError;
 use super::handler::CatalogStale;
-use super::protocol::{Negotiation, ProtocolInfo};
+use super::protocol::{Eras, Negotiation, ProtocolInfo};
 use super::session::{InFlight, Session};
 use super::wire::WireClient;
 use super::{PoolKey, PoolSettings, SessionInfo, UpstreamContext};
@@ -83,7 +83,8 @@ impl Drop for QueueSlot<'_> {
 }
 
 impl TenantPool {
-    pub(super) fn new(key: PoolKey, settings: &PoolSettings) -> Self {
+    pub(super) fn new(key: PoolKey, settings: &PoolSettings, eras: &Arc<Eras>) -> Self {
+        let protocol = Negotiation::new(settings.upstream_protocol, key.url.clone(), eras.clone());
         Self {
             key,
             sessions: RwLock::default(),
@@ -94,7 +95,7 @@ impl TenantPool {
             released: Arc::default(),
             queued: AtomicUsize::new(0),
             admission: Admission::new(settings.circuit_failures, settings.circuit_cooldown),
-            protocol: Negotiation::new(settings.upstream_protocol),
+            protocol,
             drained: AtomicBool::new(false),
             replacing_expired: AtomicBool::new(false),
         }
@@ -301,22 +302,30 @@ impl TenantPool {
 
     /// Periodic upkeep: closes dead sessions, idle ones, and aged ones whose calls are done;
     /// parks sessions idle past `GATEWAY_POOL_PARK_AFTER`. Returns how many it parked.
-    pub(super) fn maintain(&self, ctx: &UpstreamContext) -> usize {
+    /// Closes idle, aged and dead sessions and parks idle ones. Returns how many sessions went
+    /// quiet in this sweep (parked now, or born parked and idle for `park_after` since the
+    /// previous sweep, which runs every `period`): the memory their calls used is free.
+    pub(super) fn maintain(&self, ctx: &UpstreamContext, period: Duration) -> usize {
         let s = &ctx.settings;
         self.close_where(ctx, |x| {
             !x.is_alive()
                 || (x.in_flight() == 0
                     && (x.idle_for() >= s.idle_timeout || x.age() >= s.max_session_age))
         });
-        let mut parked = 0;
+        let mut quiet = 0;
         for x in self.read().iter() {
-            if x.in_flight() == 0 && x.idle_for() >= s.park_after && x.park() {
+            if x.in_flight() > 0 || x.idle_for() < s.park_after {
+                continue;
+            }
+            if x.park() {
                 tracing::debug!(tenant = %self.key.tenant, "parked an idle upstream session");
                 ctx.metrics.session_event("parked");
-                parked += 1;
+                quiet += 1;
+            } else if x.idle_for() < s.park_after + period {
+                quiet += 1;
             }
         }
-        parked
+        quiet
     }
 
     fn close_where(&self, ctx: &UpstreamContext, doomed: impl Fn(&Session) -> bool) {
@@ -422,7 +431,7 @@ impl TenantPool {
                 }
             }
         };
-        let catalog = Arc::new(Catalog::from_tools(tools));
+        let catalog = Arc::new(Catalog::from_tools(tools, &ctx.catalogs));
         *cached = Some(catalog.clone());
         Ok(catalog)
     }

@@ -20,7 +20,8 @@
 //! pool open in that mode directly; a cached mode that stops working is forgotten and the next
 //! session probes again.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use rmcp::model::ProtocolVersion;
 use rmcp::service::ClientLifecycleMode;
@@ -112,17 +113,50 @@ pub struct ProtocolInfo {
     pub version: String,
 }
 
-/// One pool's negotiation state: the setting and what the upstream turned out to speak.
+/// What each upstream URL turned out to speak, shared by every tenant's pool (versioning §
+/// Backward Compatibility: clients SHOULD cache the era per origin). Without it, the first session
+/// of every tenant probed again (`server/discover` before `initialize`: one more round trip on
+/// each tenant's first call); with it only the first tenant per region probes. Bounded: the
+/// gateway talks to a handful of URLs (Intercom's regions), so a full map is simply cleared.
+#[derive(Default)]
+pub(super) struct Eras(Mutex<HashMap<Arc<str>, (Mode, String)>>);
+
+const MAX_ORIGINS: usize = 64;
+
+impl Eras {
+    fn get(&self, origin: &str) -> Option<(Mode, String)> {
+        self.0.lock().ok()?.get(origin).cloned()
+    }
+
+    fn set(&self, origin: &Arc<str>, learned: Option<(Mode, String)>) {
+        let Ok(mut map) = self.0.lock() else { return };
+        match learned {
+            Some(l) => {
+                if map.len() >= MAX_ORIGINS && !map.contains_key(origin) {
+                    map.clear();
+                }
+                map.insert(origin.clone(), l);
+            }
+            None => {
+                map.remove(origin);
+            }
+        }
+    }
+}
+
+/// One pool's negotiation state: the setting, and what its upstream URL turned out to speak.
 pub(super) struct Negotiation {
     setting: UpstreamProtocol,
-    learned: Mutex<Option<(Mode, String)>>,
+    origin: Arc<str>,
+    eras: Arc<Eras>,
 }
 
 impl Negotiation {
-    pub(super) fn new(setting: UpstreamProtocol) -> Self {
+    pub(super) fn new(setting: UpstreamProtocol, origin: Arc<str>, eras: Arc<Eras>) -> Self {
         Self {
             setting,
-            learned: Mutex::new(None),
+            origin,
+            eras,
         }
     }
 
@@ -139,23 +173,21 @@ impl Negotiation {
     }
 
     pub(super) fn learn(&self, mode: Mode, version: &str) {
-        if let Ok(mut g) = self.learned.lock() {
-            *g = Some((mode, version.to_owned()));
-        }
+        self.eras
+            .set(&self.origin, Some((mode, version.to_owned())));
     }
 
     /// A session opened in the cached mode failed for a protocol reason (not an outage): the
-    /// server may have changed generation, so the next session probes again.
+    /// server may have changed generation, so the next session (of any tenant on that URL)
+    /// probes again.
     pub(super) fn forget(&self) {
-        if self.setting == UpstreamProtocol::Auto
-            && let Ok(mut g) = self.learned.lock()
-        {
-            *g = None;
+        if self.setting == UpstreamProtocol::Auto {
+            self.eras.set(&self.origin, None);
         }
     }
 
     fn learned(&self) -> Option<(Mode, String)> {
-        self.learned.lock().ok().and_then(|g| g.clone())
+        self.eras.get(&self.origin)
     }
 
     pub(super) fn info(&self) -> Option<ProtocolInfo> {
@@ -173,7 +205,7 @@ mod tests {
 
     #[test]
     fn auto_probes_until_it_learns_then_opens_in_the_learned_mode() {
-        let n = Negotiation::new(UpstreamProtocol::Auto);
+        let n = Negotiation::new(UpstreamProtocol::Auto, "u".into(), Arc::default());
         assert_eq!(n.plan(), Plan::Probe);
         assert!(n.info().is_none());
         n.learn(Mode::Stateless, "2026-07-28");
@@ -189,14 +221,30 @@ mod tests {
 
     #[test]
     fn a_fixed_setting_never_probes_and_never_forgets_its_mode() {
-        let n = Negotiation::new(UpstreamProtocol::Session);
+        let n = Negotiation::new(UpstreamProtocol::Session, "u".into(), Arc::default());
         assert_eq!(n.plan(), Plan::Initialize);
         n.forget();
         assert_eq!(n.plan(), Plan::Initialize);
         assert_eq!(
-            Negotiation::new(UpstreamProtocol::Stateless).plan(),
+            Negotiation::new(UpstreamProtocol::Stateless, "u".into(), Arc::default()).plan(),
             Plan::Discover
         );
+    }
+
+    #[test]
+    fn what_one_pool_learns_is_shared_by_every_pool_on_the_same_url() {
+        let eras = Arc::new(Eras::default());
+        let a = Negotiation::new(UpstreamProtocol::Auto, "us".into(), eras.clone());
+        let b = Negotiation::new(UpstreamProtocol::Auto, "us".into(), eras.clone());
+        let eu = Negotiation::new(UpstreamProtocol::Auto, "eu".into(), eras.clone());
+        a.learn(Mode::Session, "2025-11-25");
+        assert_eq!(b.plan(), Plan::Initialize);
+        assert_eq!(b.info().unwrap().version, "2025-11-25");
+        assert_eq!(eu.plan(), Plan::Probe);
+        // A protocol failure in one pool makes every pool on that URL probe again.
+        b.forget();
+        assert_eq!(a.plan(), Plan::Probe);
+        assert_eq!(eu.plan(), Plan::Probe);
     }
 
     #[test]

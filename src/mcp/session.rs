@@ -94,10 +94,52 @@ impl Session {
             retryable: false,
             outage: false,
         })?;
+        let plan = negotiation.plan();
+        if plan == Plan::Initialize && !wire.listens() {
+            let traceparent = propagation::traceparent(&tracing::Span::current());
+            let target = direct::Target {
+                http: wire.http(),
+                url: &url,
+                token: &key.token,
+                session_id: None,
+                protocol_version: None,
+                traceparent: traceparent.as_deref(),
+            };
+            match target.open(&client_config()).await {
+                Ok(direct::Opened::Session {
+                    id,
+                    protocol_version,
+                }) => {
+                    negotiation.learn(Mode::Session, protocol_version.as_str());
+                    wire.opened_directly(id);
+                    let session = Self::new(
+                        None,
+                        wire,
+                        released,
+                        protocol_version.to_string(),
+                        Mode::Session,
+                        url,
+                        key,
+                        catalog_stale,
+                    );
+                    session.parked.store(true, Ordering::Release);
+                    return Ok(session);
+                }
+                // rmcp's client opens it below (another `initialize`).
+                Ok(direct::Opened::NotSessionBased) => {
+                    tracing::debug!("the upstream gave no session id: opening through rmcp");
+                }
+                Err(e) => {
+                    if matches!(e, UpstreamError::Failed { outage: false, .. }) {
+                        negotiation.forget();
+                    }
+                    return Err(e);
+                }
+            }
+        }
         // rmcp sends the handshake from its own task, outside our span: hand the wire the
         // `traceparent` of the caller's `mcp.initialize` span for the duration of it.
         wire.set_handshake_traceparent(propagation::traceparent(&tracing::Span::current()));
-        let plan = negotiation.plan();
         let mut started = start(key, &wire, max_in_flight, plan, &catalog_stale).await;
         if plan == Plan::Probe
             && let Err(ClientInitializeError::NoCompatibleProtocolVersion { .. }) = &started
@@ -137,23 +179,46 @@ impl Session {
         if mode == Mode::Stateless {
             wire.event("discovered");
         }
-        Ok(Self {
-            peer: Mutex::new(Some(service.peer().clone())),
-            service: Mutex::new(Some(service)),
+        Ok(Self::new(
+            Some(service),
+            wire,
+            released,
+            version.to_string(),
+            mode,
+            url,
+            key,
+            catalog_stale,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        service: Option<RunningService<RoleClient, Handler>>,
+        wire: WireClient,
+        released: Arc<Notify>,
+        protocol_version: String,
+        mode: Mode,
+        url: reqwest::Url,
+        key: &PoolKey,
+        stale: CatalogStale,
+    ) -> Self {
+        Self {
+            peer: Mutex::new(service.as_ref().map(|s| s.peer().clone())),
+            service: Mutex::new(service),
             wire,
             created: Instant::now(),
             last_used_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             calls: AtomicU64::new(0),
             released,
-            protocol_version: version.to_string(),
+            protocol_version,
             mode,
             url,
             token: key.token.clone(),
-            stale: catalog_stale,
+            stale,
             parked: AtomicBool::new(false),
             retired: AtomicBool::new(false),
-        })
+        }
     }
 
     pub(super) fn is_alive(&self) -> bool {
@@ -216,8 +281,8 @@ impl Session {
             http: self.wire.http(),
             url: &self.url,
             token: &self.token,
-            session_id: sid,
-            protocol_version: &self.protocol_version,
+            session_id: Some(sid),
+            protocol_version: Some(&self.protocol_version),
             traceparent,
         }
     }
@@ -525,6 +590,17 @@ impl Session {
     }
 }
 
+/// What the gateway says about itself in `initialize`: it offers the newest revision that still
+/// has the handshake; servers answer with their own version when they do not support it (MCP
+/// lifecycle, version negotiation). `server/discover` asks for 2026-07-28 only (`protocol.rs`).
+fn client_config() -> ClientConfig {
+    ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("intercom-mcp-gateway", env!("CARGO_PKG_VERSION")),
+    )
+    .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+}
+
 type Started = Result<RunningService<RoleClient, Handler>, ClientInitializeError>;
 
 /// Starts rmcp's client on a fresh transport with the given lifecycle.
@@ -547,16 +623,8 @@ async fn start(
         .reinit_on_expired_session(true);
     config.retry_config = Arc::new(ResumePolicy);
     let transport = StreamableHttpClientTransport::with_client(wire.clone(), config);
-    // `initialize` offers the newest revision that still has the handshake; servers answer
-    // with their own version when they do not support it (MCP lifecycle, version
-    // negotiation). `server/discover` asks for 2026-07-28 only (see `protocol.rs`).
-    let info = ClientConfig::new(
-        ClientCapabilities::default(),
-        Implementation::new("intercom-mcp-gateway", env!("CARGO_PKG_VERSION")),
-    )
-    .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
     let handler = Handler {
-        info,
+        info: client_config(),
         tenant: key.tenant.clone(),
         stale: catalog_stale.clone(),
     };
@@ -600,8 +668,8 @@ impl Drop for CancelOnDrop<'_> {
                 http: &http,
                 url: &url,
                 token: &token,
-                session_id: &sid,
-                protocol_version: &version,
+                session_id: Some(&sid),
+                protocol_version: Some(&version),
                 traceparent: None,
             };
             target

@@ -88,6 +88,17 @@ impl WireClient {
         self.ready.lock().ok().and_then(|g| g.clone())
     }
 
+    /// The session `sid` was opened by the gateway's own handshake (`direct.rs`), not rmcp's.
+    pub(super) fn opened_directly(&self, sid: Arc<str>) {
+        if let Ok(mut g) = self.session_id.lock() {
+            *g = Some(sid.clone());
+        }
+        if let Ok(mut g) = self.ready.lock() {
+            *g = Some(sid);
+        }
+        self.count_initialize_answer(true);
+    }
+
     /// Notes a 404 for `sid`: counted once per session id however many requests meet it.
     pub(super) fn note_expired(&self, sid: &Arc<str>) {
         if let Ok(mut g) = self.ready.lock()

@@ -579,3 +579,88 @@ async fn a_write_whose_session_ends_mid_call_is_not_sent_again(
         "{stats:?}"
     );
 }
+
+/// What one tenant's first session learned about the upstream (session-based, 2025-11-25) holds
+/// for every tenant on the same URL: the next tenant's session opens with `initialize` straight
+/// away (no `server/discover` probe) and without an rmcp worker (issue 8: born parked). It
+/// serves calls, is replaced when Intercom drops it (the write that met the 404 runs once), and
+/// a revoked token is refused at its `initialize` as it would be through rmcp.
+#[sqlx::test(migrations = false)]
+async fn once_the_upstream_is_known_sessions_open_directly_for_every_tenant(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let app = spawn_app(db).await;
+    let acme = app.add_tenant("acme").await;
+    let beta = app.add_tenant("beta").await;
+    let gamma = app.add_tenant("gamma").await;
+    let list = async |tenant: &str, token: &str| {
+        app.get(
+            &format!("/v1/tenants/{tenant}/conversations?state=open"),
+            token,
+        )
+        .await
+    };
+    assert_eq!(list("acme", &acme).await.status(), 200);
+    let first = app.fake.stats(&intercom_token("acme"));
+    assert_eq!((first.discovers, first.initializes), (1, 1), "{first:?}");
+    assert!(!parked(&app, "acme").await, "rmcp opened the first session");
+
+    let res = list("beta", &beta).await;
+    assert_eq!(res.status(), 200);
+    let convs: Value = res.json().await.unwrap();
+    let stats = app.fake.stats(&intercom_token("beta"));
+    assert_eq!(
+        (
+            stats.discovers,
+            stats.initializes,
+            stats.initialized_notifications
+        ),
+        (0, 1, 1),
+        "{stats:?}"
+    );
+    assert!(parked(&app, "beta").await, "opened without an rmcp worker");
+    let sessions: Value = app
+        .get("/v1/tenants/beta/sessions", &admin())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions["protocol"]["mode"], "session", "{sessions}");
+    assert_eq!(sessions["sessions"][0]["protocol_version"], "2025-11-25");
+
+    // Dropped upstream: the write meets the 404, the session is replaced, the write runs once.
+    assert!(app.fake.expire_sessions().await >= 2);
+    let id = convs["conversations"][0]["id"].as_str().unwrap();
+    let writer = crate::helpers::mint("writer", Some("beta"), "intercom:write");
+    let res = app
+        .post(
+            "/v1/tenants/beta/tools/add_internal_note/calls",
+            &writer,
+            serde_json::json!({"arguments": {"conversation_id": id, "body": "direct"}}),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let stats = app.fake.stats(&intercom_token("beta"));
+    assert_eq!((stats.initializes, stats.discovers), (2, 0), "{stats:?}");
+    let conversation = app
+        .get(&format!("/v1/tenants/beta/conversations/{id}"), &beta)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(conversation.matches("direct").count(), 1, "{conversation}");
+
+    // A revoked token is refused at the direct `initialize`: re-auth, like rmcp's 401.
+    app.fake.revoke_token(&intercom_token("gamma"));
+    assert_problem(list("gamma", &gamma).await, 409, "intercom_reauth_required").await;
+    assert_eq!(app.fake.stats(&intercom_token("gamma")).discovers, 0);
+
+    app.shutdown.cancel();
+    app.server.await.unwrap().unwrap();
+    let stats = app.fake.stats(&intercom_token("beta"));
+    assert_eq!(
+        stats.deletes, 1,
+        "shutdown DELETEs the direct session: {stats:?}"
+    );
+}
