@@ -16,7 +16,7 @@ mod session;
 mod wire;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use moka::notification::RemovalCause;
@@ -219,11 +219,20 @@ impl ToolResult {
 /// blocks in its per-thread arenas, so without this an idle gateway's RSS stays at its
 /// high-water mark (issue 8: parking 300 sessions freed ~110 KiB each, RSS did not move until
 /// trimmed). Runs once after a sweep that found sessions going quiet, never on a call's path.
+/// The least time between two [`release_freed_memory`] calls.
+const MIN_TRIM_INTERVAL: Duration = Duration::from_secs(30);
+
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
+    {
+        let started = std::time::Instant::now();
+        // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
+        let released = unsafe { libc::malloc_trim(0) };
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            released,
+            "returned freed memory to the OS"
+        );
     }
 }
 
@@ -298,7 +307,9 @@ impl Upstream {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut trim_next = false;
+            // Sessions went quiet in an earlier sweep: their memory is free now.
+            let mut trim_pending = false;
+            let mut last_trim: Option<Instant> = None;
             loop {
                 tick.tick().await;
                 sweeper.run_pending_tasks().await;
@@ -307,10 +318,15 @@ impl Upstream {
                     quiet += pool.maintain(&sweep_ctx, period);
                 }
                 // Parked sessions' workers wind down on their own tasks: their memory is
-                // free by the next sweep.
-                if std::mem::replace(&mut trim_next, quiet > 0) {
-                    release_freed_memory();
+                // free by the next sweep. A trim takes milliseconds on a large heap, so it runs
+                // on a blocking thread, not a request worker, and at most every
+                // `MIN_TRIM_INTERVAL` however often sessions go quiet.
+                if trim_pending && last_trim.is_none_or(|t| t.elapsed() >= MIN_TRIM_INTERVAL) {
+                    trim_pending = false;
+                    last_trim = Some(Instant::now());
+                    tokio::task::spawn_blocking(release_freed_memory);
                 }
+                trim_pending |= quiet > 0;
             }
         });
         Ok(upstream)
