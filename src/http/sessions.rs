@@ -22,7 +22,8 @@ pub struct SessionList {
     /// The tenant's open upstream MCP sessions, as they are now (empty when idle).
     pub sessions: Vec<SessionInfo>,
     /// What the tenant's upstream negotiated on this replica: the MCP generation and revision
-    /// (remembered while the tenant's pool lives); null before the first upstream call.
+    /// (learned per upstream URL, for every tenant on it); null until a session on that URL
+    /// was opened here, or after a protocol failure made the gateway probe again.
     pub protocol: Option<ProtocolInfo>,
 }
 

@@ -590,7 +590,25 @@ async fn once_the_upstream_is_known_sessions_open_directly_for_every_tenant(
     _: PgPoolOptions,
     db: PgConnectOptions,
 ) {
-    let app = spawn_app(db).await;
+    sessions_open_directly(db, FakeOptions::default()).await;
+}
+
+/// The same with answers as JSON bodies instead of SSE streams (both are allowed; the handshake
+/// reads either).
+#[sqlx::test(migrations = false)]
+async fn sessions_open_directly_when_the_upstream_answers_in_json(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let opts = FakeOptions {
+        json_response: true,
+        ..Default::default()
+    };
+    sessions_open_directly(db, opts).await;
+}
+
+async fn sessions_open_directly(db: PgConnectOptions, fake: FakeOptions) {
+    let app = spawn_app_with(db, fake, &[]).await;
     let acme = app.add_tenant("acme").await;
     let beta = app.add_tenant("beta").await;
     let gamma = app.add_tenant("gamma").await;
