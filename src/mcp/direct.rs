@@ -1,16 +1,17 @@
-//! The hot path: one `tools/call` POSTed straight on the shared HTTP client, on a session rmcp
-//! opened.
+//! The hot path: MCP requests POSTed straight on the shared HTTP client.
 //!
 //! rmcp's client runs every request through its session worker task (channels, a request
 //! table, its own response routing, a full `ServerJsonRpcMessage` decode through serde's
 //! untagged-enum buffering): about a third of the gateway's CPU per call in the issue 8
-//! profile. A `tools/call` on a ready session-based session needs none of it: it is one HTTP
-//! POST carrying the session id, answered by one JSON body or one SSE stream that ends with the
-//! answer. So that is all this does; everything else about the session stays with rmcp
-//! (handshake, renewal after a 404, `tools/list`, notifications on the standalone stream,
-//! `DELETE`, the stateless 2026-07-28 channels), and the session falls back to rmcp's path
-//! whenever this one cannot be sure (no settled session id yet, or a 404: rmcp renews the
-//! session and re-sends the request, which provably did not run).
+//! profile, and most of an idle session's memory. A request on a session-based session needs
+//! none of it: it is one HTTP POST carrying the session id, answered by one JSON body or one
+//! SSE stream that ends with the answer. So this does `tools/call` on every ready session, and
+//! on sessions without an rmcp worker everything else too: the handshake ([`Target::open`],
+//! once the pool knows the upstream is session-based), `tools/list`, `ping`, cancellation and
+//! `DELETE`. rmcp keeps the first session of an unknown upstream (the `server/discover` probe),
+//! the stateless 2026-07-28 channels, sessions that listen on the standalone stream, and
+//! renewal after a 404 on the sessions it runs (it re-sends the request, which provably did not
+//! run); a session without a worker that meets a 404 is replaced by the pool instead.
 //!
 //! JSON-RPC ids here are strings (`gw-<n>`), rmcp's are numbers: the two never collide on one
 //! session (servers route answers by id).
@@ -53,8 +54,8 @@ const ACCEPT: HeaderValue = HeaderValue::from_static("application/json, text/eve
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
 
-/// Where to send the call: a session rmcp initialized and announced `notifications/initialized`
-/// on.
+/// Where to send a request: a session whose `notifications/initialized` was accepted (or, for
+/// [`Target::open`], the endpoint with no session id yet).
 #[derive(Clone, Copy)]
 pub(super) struct Target<'a> {
     pub http: &'a reqwest::Client,

@@ -1,4 +1,5 @@
-//! One upstream MCP session: an rmcp client running over our [`WireClient`].
+//! One upstream MCP session: an rmcp client running over our [`WireClient`], or, once the pool
+//! knows the upstream is session-based, a session `direct.rs` opened and serves without one.
 //!
 //! With a session-based server (≤ 2025-11-25) that is one `Mcp-Session-Id`; with a stateless
 //! 2026-07-28 server it is a channel without server-side state: rmcp's worker (our cap on
