@@ -392,7 +392,7 @@ impl Target<'_> {
             .await
             .map_err(handshake_failure)?;
         Ok(Opened::Session {
-            id: sid.clone(),
+            id: sid,
             protocol_version: version,
         })
     }

@@ -301,8 +301,7 @@ impl TenantPool {
     }
 
     /// Periodic upkeep: closes dead sessions, idle ones, and aged ones whose calls are done;
-    /// parks sessions idle past `GATEWAY_POOL_PARK_AFTER`. Returns how many it parked.
-    /// Closes idle, aged and dead sessions and parks idle ones. Returns how many sessions went
+    /// parks sessions idle past `GATEWAY_POOL_PARK_AFTER`. Returns how many sessions went
     /// quiet in this sweep (parked now, or born parked and idle for `park_after` since the
     /// previous sweep, which runs every `period`): the memory their calls used is free.
     pub(super) fn maintain(&self, ctx: &UpstreamContext, period: Duration) -> usize {

@@ -13,12 +13,12 @@
 //! silence) means a session-based server, and `initialize` follows on the same transport. rmcp
 //! implements exactly that (`ClientLifecycleMode::Auto`). Initialize-first would never reach a
 //! stateless-only server and would pin a dual-era server to 2025-11-25 sessions forever; the
-//! price of discover-first is one extra POST per tenant pool against today's Intercom.
+//! price of discover-first is one extra POST per upstream URL against today's Intercom.
 //!
-//! The answer is a property of the server, so it is cached per tenant pool (versioning §
-//! Backward Compatibility: clients SHOULD cache the era per origin) and later sessions of the
-//! pool open in that mode directly; a cached mode that stops working is forgotten and the next
-//! session probes again.
+//! The answer is a property of the server, so it is cached per upstream URL for every tenant
+//! ([`Eras`]; versioning § Backward Compatibility: clients SHOULD cache the era per origin) and
+//! later sessions, any tenant's, open in that mode directly; a cached mode that stops working is
+//! forgotten and the next session probes again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

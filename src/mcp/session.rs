@@ -113,7 +113,7 @@ impl Session {
                 }) => {
                     negotiation.learn(Mode::Session, protocol_version.as_str());
                     wire.opened_directly(id);
-                    let session = Self::new(
+                    return Ok(Self::new(
                         None,
                         wire,
                         released,
@@ -122,9 +122,7 @@ impl Session {
                         url,
                         key,
                         catalog_stale,
-                    );
-                    session.parked.store(true, Ordering::Release);
-                    return Ok(session);
+                    ));
                 }
                 // rmcp's client opens it below (another `initialize`).
                 Ok(direct::Opened::NotSessionBased) => {
@@ -203,6 +201,7 @@ impl Session {
         key: &PoolKey,
         stale: CatalogStale,
     ) -> Self {
+        let born_parked = service.is_none();
         Self {
             peer: Mutex::new(service.as_ref().map(|s| s.peer().clone())),
             service: Mutex::new(service),
@@ -217,7 +216,8 @@ impl Session {
             url,
             token: key.token.clone(),
             stale,
-            parked: AtomicBool::new(false),
+            // No rmcp service: born parked (opened by `direct.rs`).
+            parked: AtomicBool::new(born_parked),
             retired: AtomicBool::new(false),
         }
     }
