@@ -90,6 +90,7 @@ async fn run() -> anyhow::Result<()> {
         Quotas::new(pool.clone()),
         metrics.usage_writer(),
         1_000_000,
+        intercom_mcp_gateway::metering::FLUSH_EVERY,
     );
     let n = 200_000;
     let started = Instant::now();

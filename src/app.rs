@@ -15,7 +15,7 @@ use crate::db::{self, CheckoutCounter};
 use crate::http::{self, AppState, HttpSettings, Services};
 use crate::limits::{Quotas, RateLimits};
 use crate::mcp::{PoolSettings, Upstream};
-use crate::metering::{WriterHandle, spawn_retention, spawn_writer};
+use crate::metering::{self, WriterHandle, spawn_retention, spawn_writer};
 use crate::oauth::{IntercomRest, OAuthApp, OAuthConfig};
 use crate::telemetry::{self, Metrics};
 use crate::tenants::TenantDirectory;
@@ -87,6 +87,7 @@ impl Application {
             quotas.clone(),
             metrics.usage_writer(),
             args.usage_queue_capacity as usize,
+            metering::FLUSH_EVERY,
         );
         let background = CancellationToken::new();
         quotas.spawn_refresher(background.clone());

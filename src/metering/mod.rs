@@ -6,7 +6,7 @@ mod writer;
 
 pub use repo::{UsageGroup, UsageRow, insert_batch, usage_report};
 pub use retention::spawn_retention;
-pub use writer::{Meter, WriterHandle, WriterMetrics, spawn_writer};
+pub use writer::{BATCH, FLUSH_EVERY, Meter, WriterHandle, WriterMetrics, spawn_writer};
 
 use time::OffsetDateTime;
 use uuid::Uuid;

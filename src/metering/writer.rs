@@ -1,6 +1,10 @@
 //! The usage writer: a bounded queue drained by one task that inserts batches (UNNEST) on size
 //! or interval, retries with backoff while Postgres is unavailable, and flushes on shutdown.
 //! A full queue drops the event and counts it; the caller is never blocked or failed.
+//!
+//! The task is not woken per event: it drains the queue every `flush_every` ([`FLUSH_EVERY`]), or as soon as a
+//! whole batch is queued (the recording call signals it). Waking it per event cost each tool
+//! call a task wake-up, often a second worker thread's too (issue 8).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +14,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use prometheus::{IntCounter, IntGauge};
 use sqlx::PgPool;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -18,12 +22,16 @@ use super::UsageEvent;
 use super::repo::insert_batch;
 use crate::limits::Quotas;
 
-const BATCH: usize = 500;
-const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Rows per insert; a queue this long wakes the writer before its interval.
+pub const BATCH: usize = 500;
+/// How often the writer drains the queue when fewer than [`BATCH`] events wait.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct Meter {
     tx: mpsc::Sender<UsageEvent>,
+    /// Wakes the writer early when a whole batch is queued.
+    batch_ready: Arc<Notify>,
     depth: IntGauge,
     dropped: IntCounter,
     warned: Arc<AtomicBool>,
@@ -36,6 +44,10 @@ impl Meter {
             Ok(()) => {
                 self.depth.inc();
                 self.warned.store(false, Ordering::Relaxed);
+                let queued = self.tx.max_capacity() - self.tx.capacity();
+                if queued >= BATCH.min(self.tx.max_capacity()) {
+                    self.batch_ready.notify_one();
+                }
             }
             Err(_) => {
                 self.dropped.inc();
@@ -75,16 +87,27 @@ pub fn spawn_writer(
     quotas: Quotas,
     metrics: WriterMetrics,
     capacity: usize,
+    flush_every: Duration,
 ) -> (Meter, WriterHandle) {
     let (tx, rx) = mpsc::channel(capacity);
     let stop = CancellationToken::new();
+    let batch_ready = Arc::new(Notify::new());
     let meter = Meter {
         tx,
+        batch_ready: batch_ready.clone(),
         depth: metrics.depth.clone(),
         dropped: metrics.dropped.clone(),
         warned: Arc::default(),
     };
-    let task = tokio::spawn(run(db, quotas, metrics, rx, stop.clone()));
+    let task = tokio::spawn(run(
+        db,
+        quotas,
+        metrics,
+        rx,
+        batch_ready,
+        flush_every,
+        stop.clone(),
+    ));
     (meter, WriterHandle { task, stop })
 }
 
@@ -93,41 +116,54 @@ async fn run(
     quotas: Quotas,
     metrics: WriterMetrics,
     mut rx: mpsc::Receiver<UsageEvent>,
+    batch_ready: Arc<Notify>,
+    flush_every: Duration,
     stop: CancellationToken,
 ) {
     let mut batch: Vec<UsageEvent> = Vec::with_capacity(BATCH);
-    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + flush_every, flush_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let stopping = tokio::select! {
             biased;
-            _ = stop.cancelled() => break,
-            ev = rx.recv() => match ev {
-                Some(ev) => {
-                    batch.push(ev);
-                    if batch.len() >= BATCH {
-                        flush(&db, &quotas, &metrics, &mut batch, &stop).await;
-                    }
-                }
-                None => break,
-            },
-            _ = tick.tick() => {
-                if !batch.is_empty() {
-                    flush(&db, &quotas, &metrics, &mut batch, &stop).await;
+            _ = stop.cancelled() => true,
+            _ = batch_ready.notified() => false,
+            _ = tick.tick() => false,
+        };
+        // Shutdown too takes what is queued and writes it (a few attempts, bounded by the
+        // caller).
+        let closed = drain(&db, &quotas, &metrics, &mut rx, &mut batch, &stop).await;
+        if stopping || closed {
+            break;
+        }
+    }
+}
+
+/// Writes every queued event, in batches of at most [`BATCH`]; true once all senders are gone.
+async fn drain(
+    db: &PgPool,
+    quotas: &Quotas,
+    metrics: &WriterMetrics,
+    rx: &mut mpsc::Receiver<UsageEvent>,
+    batch: &mut Vec<UsageEvent>,
+    stop: &CancellationToken,
+) -> bool {
+    let closed = loop {
+        match rx.try_recv() {
+            Ok(ev) => {
+                batch.push(ev);
+                if batch.len() >= BATCH {
+                    flush(db, quotas, metrics, batch, stop).await;
                 }
             }
+            Err(mpsc::error::TryRecvError::Empty) => break false,
+            Err(mpsc::error::TryRecvError::Disconnected) => break true,
         }
-    }
-    // Shutdown: take what is queued and write it (a few attempts, bounded by the caller).
-    while let Ok(ev) = rx.try_recv() {
-        batch.push(ev);
-        if batch.len() >= BATCH {
-            flush(&db, &quotas, &metrics, &mut batch, &stop).await;
-        }
-    }
+    };
     if !batch.is_empty() {
-        flush(&db, &quotas, &metrics, &mut batch, &stop).await;
+        flush(db, quotas, metrics, batch, stop).await;
     }
+    closed
 }
 
 /// Writes the batch, retrying with exponential backoff (100 ms → 5 s) until it lands — or, once

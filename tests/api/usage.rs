@@ -253,3 +253,63 @@ async fn the_usage_api_groups_calls_by_tool_day_caller_and_outcome(
     )
     .await;
 }
+
+/// The writer is not woken per event: fewer than a batch wait for the interval, a whole batch
+/// is written at once, and shutdown writes the rest. (An hour-long interval here, so that only
+/// the batch signal and shutdown can write.)
+#[sqlx::test(migrations = false)]
+async fn the_usage_writer_wakes_per_batch_not_per_event(_: PgPoolOptions, db: PgConnectOptions) {
+    use intercom_mcp_gateway::limits::Quotas;
+    use intercom_mcp_gateway::metering::{BATCH, UsageEvent, spawn_writer};
+    use intercom_mcp_gateway::telemetry::Metrics;
+
+    let app = spawn_app(db).await;
+    let metrics = Metrics::new(false);
+    let (meter, writer) = spawn_writer(
+        app.db.clone(),
+        Quotas::new(app.db.clone()),
+        metrics.usage_writer(),
+        10_000,
+        Duration::from_secs(3600),
+    );
+    let event = |n: usize| UsageEvent {
+        id: uuid::Uuid::new_v4(),
+        request_id: format!("req-{n}"),
+        at: time::OffsetDateTime::now_utc(),
+        tenant: "acme".into(),
+        caller: "svc".into(),
+        tool: "search".into(),
+        outcome: "ok".into(),
+        http_status: 200,
+        upstream_ms: Some(1),
+        total_ms: 2,
+        bytes_in: 10,
+        bytes_out: 20,
+        reached_upstream: true,
+    };
+    let before = rows(&app.db).await;
+    for n in 0..BATCH - 1 {
+        meter.record(event(n));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        rows(&app.db).await,
+        before,
+        "written before a batch was full"
+    );
+    meter.record(event(BATCH));
+    let full = before + BATCH as i64;
+    assert_eq!(
+        wait_for_rows(&app.db, full, Duration::from_secs(10)).await,
+        full
+    );
+    for n in 0..3 {
+        meter.record(event(BATCH + 1 + n));
+    }
+    writer.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(
+        rows(&app.db).await,
+        full + 3,
+        "shutdown writes what is queued"
+    );
+}
