@@ -3,6 +3,7 @@
 //! One global `tracing` subscriber carries both: a log layer (JSON lines by default, `pretty`
 //! for humans) and an OpenTelemetry layer (see [`traces`]) that turns spans into OTLP spans.
 
+mod json_lines;
 mod log_writer;
 mod metrics;
 pub mod propagation;
@@ -13,9 +14,9 @@ pub use metrics::Metrics;
 pub use scrape::refresh_sampled_metrics;
 pub use traces::Export;
 
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::Layer as _;
+use tracing_subscriber::Layer;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -84,18 +85,7 @@ pub fn init_with(options: TelemetryOptions) -> Telemetry {
         }
     };
     let tracing = traces::build(&options.export);
-    // Every request runs five spans through this layer, and futures enter and exit them on
-    // every poll: per-span extras are off. Thread ids and busy/idle timings cost a clock read
-    // per enter/exit and say little about async work; nothing reads OpenTelemetry's
-    // thread-local current context (we hand spans on with `OpenTelemetrySpanExt::context`),
-    // so entering a span need not activate it.
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(tracing.tracer.clone())
-        // Log events inside a span become span events; their level is already in the log.
-        .with_level(false)
-        .with_threads(false)
-        .with_tracked_inactivity(false)
-        .with_context_activation(false);
+    let otel = otel_layer(tracing.tracer.clone(), tracing.exporting);
     // Log lines go to stdout from a writer thread of their own, in batches (see `log_writer`):
     // a request appends its line to a buffer and makes no system call, and the thread wakes
     // once per batch of up to 20 ms, not once per line. Not lossy: past 1 MiB queued,
@@ -123,10 +113,7 @@ pub fn init_with(options: TelemetryOptions) -> Telemetry {
         registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(false)
+                    .event_format(json_lines::JsonLines)
                     .with_writer(writer)
                     .with_filter(filter_fn(|meta| meta.is_event())),
             )
@@ -151,4 +138,28 @@ pub fn init_with(options: TelemetryOptions) -> Telemetry {
         exporting: tracing.exporting,
         _log_writer: log_writer,
     }
+}
+
+/// The OpenTelemetry layer: spans (and, when exporting, log events as span events) of the
+/// gateway's subscriber.
+pub(crate) fn otel_layer<S>(tracer: SdkTracer, exporting: bool) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    // Every request runs five spans through this layer, and futures enter and exit them on
+    // every poll: per-span extras are off. Thread ids and busy/idle timings cost a clock read
+    // per enter/exit and say little about async work; nothing reads OpenTelemetry's
+    // thread-local current context (we hand spans on with `OpenTelemetrySpanExt::context`),
+    // so entering a span need not activate it.
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        // Log events inside a span become span events; their level is already in the log.
+        .with_level(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
+        // With no collector, spans still give the access log its trace id and Intercom its
+        // `traceparent`, but log events need not become span events that nobody reads
+        // (~15k instructions per tool call, the access-log line's fields formatted again).
+        .with_filter(filter_fn(move |meta| exporting || meta.is_span()))
 }

@@ -71,7 +71,7 @@ mod tests {
     fn the_callers_trace_is_continued_and_handed_on() {
         let t = build(&Export::Off);
         let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(t.tracer.clone()));
+            .with(crate::telemetry::otel_layer(t.tracer.clone(), t.exporting));
         tracing::subscriber::with_default(subscriber, || {
             let mut headers = HeaderMap::new();
             headers.insert(TRACEPARENT, CALLER.parse().unwrap());
@@ -98,7 +98,7 @@ mod tests {
     fn the_handed_on_traceparent_is_what_the_w3c_propagator_writes() {
         let t = build(&Export::Off);
         let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(t.tracer.clone()));
+            .with(crate::telemetry::otel_layer(t.tracer.clone(), t.exporting));
         tracing::subscriber::with_default(subscriber, || {
             for caller in [
                 CALLER,
@@ -119,7 +119,7 @@ mod tests {
     fn a_malformed_traceparent_starts_a_new_trace() {
         let t = build(&Export::Off);
         let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(t.tracer.clone()));
+            .with(crate::telemetry::otel_layer(t.tracer.clone(), t.exporting));
         tracing::subscriber::with_default(subscriber, || {
             let mut headers = HeaderMap::new();
             headers.insert(TRACEPARENT, "00-zz-yy-01".parse().unwrap());
