@@ -72,7 +72,7 @@ impl Shared {
                 let _ = sink.write_all(line).and_then(|()| sink.flush());
                 return;
             }
-            // Once closed, the writer's last batch (taken under this lock) still includes it.
+            // Once closed, the writer drains until the queue is empty, so it still goes out.
             if state.pending.len() < self.batching.max_pending || state.closed {
                 break;
             }
@@ -103,14 +103,22 @@ impl Shared {
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
             }
-            if state.closed {
-                // Last batch, written under the lock so that inline writes come after it.
-                let _ = sink.write_all(&state.pending).and_then(|()| sink.flush());
-                state.pending = Vec::new();
+            if state.closed && state.pending.is_empty() {
+                // Everything queued is out: later lines are written in place, after it.
                 state.sink = Some(sink);
                 drop(state);
                 self.room.notify_all();
                 return;
+            }
+            if state.closed {
+                // Draining: no waiting for more, and never a write under the lock (a blocked
+                // stdout must not hold up the guard's bounded wait).
+                std::mem::swap(&mut state.pending, &mut batch);
+                drop(state);
+                self.room.notify_all();
+                let _ = sink.write_all(&batch).and_then(|()| sink.flush());
+                batch.clear();
+                continue;
             }
             let deadline = Instant::now() + self.batching.gather;
             while state.pending.len() < self.batching.batch_bytes && !state.closed {
@@ -357,5 +365,32 @@ mod tests {
         assert_eq!(sink.text(), "queued\n", "the guard drains the queue");
         log(&writer, "after\n");
         assert_eq!(sink.text(), "queued\nafter\n");
+    }
+
+    #[test]
+    fn dropping_the_guard_does_not_hang_on_a_blocked_stdout() {
+        let sink = Captured::default();
+        // The line waits out a long gather, so the guard's drain is what writes it.
+        let batching = Batching {
+            gather: Duration::from_secs(60),
+            ..Batching::default()
+        };
+        let (writer, guard) = spawn(sink.clone(), batching).unwrap();
+        let shut = sink.gate.lock().unwrap();
+        log(&writer, "stuck\n");
+        let (dropped_tx, dropped_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            drop(guard);
+            dropped_tx.send(()).unwrap();
+        });
+        dropped_rx
+            .recv_timeout(DRAIN_TIMEOUT + Duration::from_secs(10))
+            .expect("the guard gives up after its drain timeout");
+        drop(shut);
+        assert_eq!(
+            sink.wait_for(1),
+            "stuck\n",
+            "the line still goes out once stdout moves"
+        );
     }
 }
