@@ -2,9 +2,9 @@
 //! or interval, retries with backoff while Postgres is unavailable, and flushes on shutdown.
 //! A full queue drops the event and counts it; the caller is never blocked or failed.
 //!
-//! The task is not woken per event: it drains the queue every `flush_every` ([`FLUSH_EVERY`]), or as soon as a
-//! whole batch is queued (the recording call signals it). Waking it per event cost each tool
-//! call a task wake-up, often a second worker thread's too (issue 8).
+//! The task is not woken per event: it drains the queue every `flush_every` ([`FLUSH_EVERY`]),
+//! or as soon as a whole batch is queued (the recording call signals it). Waking it per event
+//! cost each tool call a task wake-up, often a second worker thread's too (issue 8).
 
 use std::collections::HashMap;
 use std::sync::Arc;
