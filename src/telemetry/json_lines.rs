@@ -37,8 +37,6 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut timestamp = String::with_capacity(32);
-        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
         let meta = event.metadata();
         LINE.with(|line| {
             // tracing does not dispatch an event from inside another (a field's `Debug` that
@@ -47,7 +45,7 @@ where
             let mut borrowed = line.try_borrow_mut().ok();
             let buf = borrowed.as_deref_mut().unwrap_or(&mut own);
             buf.clear();
-            let written = serialize(buf, &timestamp, event, meta);
+            let written = serialize(buf, event, meta);
             let result = match written {
                 Ok(()) => {
                     buf.push(b'\n');
@@ -66,15 +64,23 @@ where
     }
 }
 
+/// The library's timestamp, written straight into the line (no `String` per line).
+struct Now;
+
+impl fmt::Display for Now {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        SystemTime.format_time(&mut Writer::new(f))
+    }
+}
+
 fn serialize(
     buf: &mut Vec<u8>,
-    timestamp: &str,
     event: &Event<'_>,
     meta: &tracing::Metadata<'_>,
 ) -> Result<(), serde_json::Error> {
     let mut serializer = serde_json::Serializer::new(buf);
     let mut map = serializer.serialize_map(None)?;
-    map.serialize_entry("timestamp", timestamp)?;
+    map.serialize_entry("timestamp", &format_args!("{Now}"))?;
     map.serialize_entry("level", meta.level().as_str())?;
     let mut visitor = tracing_serde::SerdeMapVisitor::new(map);
     event.record(&mut visitor);
@@ -179,6 +185,13 @@ mod tests {
         assert!(ours.ends_with('\n'));
         assert_eq!(ours.lines().count(), 4, "{ours}");
         assert_eq!(without_time(&ours), without_time(&theirs));
+        let time_widths =
+            |s: &str| -> Vec<usize> { s.lines().map(|l| l.find(",\"level\"").unwrap()).collect() };
+        assert_eq!(
+            time_widths(&ours),
+            time_widths(&theirs),
+            "the same timestamp form"
+        );
         for line in ours.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let ts = v["timestamp"].as_str().unwrap();

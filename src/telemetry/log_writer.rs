@@ -110,16 +110,7 @@ impl Shared {
                 self.room.notify_all();
                 return;
             }
-            if state.closed {
-                // Draining: no waiting for more, and never a write under the lock (a blocked
-                // stdout must not hold up the guard's bounded wait).
-                std::mem::swap(&mut state.pending, &mut batch);
-                drop(state);
-                self.room.notify_all();
-                let _ = sink.write_all(&batch).and_then(|()| sink.flush());
-                batch.clear();
-                continue;
-            }
+            // Gather more, unless closing: then every batch goes at once until none is left.
             let deadline = Instant::now() + self.batching.gather;
             while state.pending.len() < self.batching.batch_bytes && !state.closed {
                 let Some(left) = deadline.checked_duration_since(Instant::now()) else {
@@ -131,12 +122,11 @@ impl Shared {
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
             }
-            if state.closed {
-                continue;
-            }
             std::mem::swap(&mut state.pending, &mut batch);
             drop(state);
             self.room.notify_all();
+            // Never under the lock: a blocked stdout must not hold up logging threads below
+            // `max_pending`, nor the guard's bounded wait.
             let _ = sink.write_all(&batch).and_then(|()| sink.flush());
             batch.clear();
             // A burst (stdout blocked for a while) must not keep its megabyte for good.
@@ -270,6 +260,14 @@ mod tests {
         }
     }
 
+    /// Lines wait for the guard's drain, not for the end of a gather.
+    fn long_gather() -> Batching {
+        Batching {
+            gather: Duration::from_secs(60),
+            ..Batching::default()
+        }
+    }
+
     fn log(writer: &BatchWriter, line: &str) {
         writer.make_writer().write_all(line.as_bytes()).unwrap();
     }
@@ -355,10 +353,7 @@ mod tests {
     #[test]
     fn lines_after_the_guard_is_dropped_are_written_in_place_after_the_queue() {
         let sink = Captured::default();
-        let batching = Batching {
-            gather: Duration::from_secs(60),
-            ..Batching::default()
-        };
+        let batching = long_gather();
         let (writer, guard) = spawn(sink.clone(), batching).unwrap();
         log(&writer, "queued\n");
         drop(guard);
@@ -371,10 +366,7 @@ mod tests {
     fn dropping_the_guard_does_not_hang_on_a_blocked_stdout() {
         let sink = Captured::default();
         // The line waits out a long gather, so the guard's drain is what writes it.
-        let batching = Batching {
-            gather: Duration::from_secs(60),
-            ..Batching::default()
-        };
+        let batching = long_gather();
         let (writer, guard) = spawn(sink.clone(), batching).unwrap();
         let shut = sink.gate.lock().unwrap();
         log(&writer, "stuck\n");
