@@ -8,6 +8,7 @@ mod log_writer;
 mod metrics;
 pub mod propagation;
 mod scrape;
+mod span_ids;
 mod traces;
 
 pub use metrics::Metrics;
@@ -85,7 +86,7 @@ pub fn init_with(options: TelemetryOptions) -> Telemetry {
         }
     };
     let tracing = traces::build(&options.export);
-    let otel = otel_layer(tracing.tracer.clone(), tracing.exporting);
+    let spans = span_layer(tracing.tracer.clone(), tracing.exporting);
     // Log lines go to stdout from a writer thread of their own, in batches (see `log_writer`):
     // a request appends its line to a buffer and makes no system call, and the thread wakes
     // once per batch of up to 20 ms, not once per line. Not lossy: past 1 MiB queued,
@@ -100,7 +101,7 @@ pub fn init_with(options: TelemetryOptions) -> Telemetry {
             }
         },
     };
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let registry = tracing_subscriber::registry().with(filter).with(spans);
     let result = if options.format == "pretty" {
         registry
             .with(tracing_subscriber::fmt::layer().with_writer(writer))
@@ -140,26 +141,28 @@ pub fn init_with(options: TelemetryOptions) -> Telemetry {
     }
 }
 
-/// The OpenTelemetry layer: spans (and, when exporting, log events as span events) of the
-/// gateway's subscriber.
-pub(crate) fn otel_layer<S>(tracer: SdkTracer, exporting: bool) -> impl Layer<S>
+/// The span layer of the gateway's subscriber. Exporting: OpenTelemetry's, which turns spans
+/// (and log events inside them, as span events) into OTLP spans. Otherwise [`span_ids`]'s,
+/// which only gives spans the ids the access log and the `traceparent` need.
+pub(crate) fn span_layer<S>(tracer: SdkTracer, exporting: bool) -> Box<dyn Layer<S> + Send + Sync>
 where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    S: tracing::Subscriber + Send + Sync + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    if !exporting {
+        return Box::new(span_ids::SpanIdsLayer);
+    }
     // Every request runs five spans through this layer, and futures enter and exit them on
     // every poll: per-span extras are off. Thread ids and busy/idle timings cost a clock read
     // per enter/exit and say little about async work; nothing reads OpenTelemetry's
     // thread-local current context (we hand spans on with `OpenTelemetrySpanExt::context`),
     // so entering a span need not activate it.
-    tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        // Log events inside a span become span events; their level is already in the log.
-        .with_level(false)
-        .with_threads(false)
-        .with_tracked_inactivity(false)
-        .with_context_activation(false)
-        // With no collector, spans still give the access log its trace id and Intercom its
-        // `traceparent`, but log events need not become span events that nobody reads
-        // (~15k instructions per tool call, the access-log line's fields formatted again).
-        .with_filter(filter_fn(move |meta| exporting || meta.is_span()))
+    Box::new(
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            // Log events inside a span become span events; their level is already in the log.
+            .with_level(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_context_activation(false),
+    )
 }

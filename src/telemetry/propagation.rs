@@ -6,9 +6,11 @@
 
 use http::HeaderMap;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{TraceContextExt, TraceFlags};
+use opentelemetry::trace::{SpanId, TraceContextExt, TraceFlags, TraceId};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::span_ids::with_span_ids;
 
 pub const TRACEPARENT: &str = "traceparent";
 
@@ -30,30 +32,43 @@ pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
         return;
     }
     let cx = TraceContextPropagator::new().extract(&Headers(headers));
-    if cx.span().span_context().is_valid() {
+    let caller = cx.span().span_context().clone();
+    if !caller.is_valid() {
+        return;
+    }
+    let continued = with_span_ids(span, |ids| {
+        ids.trace_id = caller.trace_id();
+        ids.flags = caller.trace_flags();
+    });
+    if continued.is_none() {
         let _ = span.set_parent(cx);
     }
 }
 
-/// The span's trace id (32 lowercase hex digits), when tracing is installed.
-pub fn trace_id(span: &tracing::Span) -> Option<String> {
+/// The span's trace id, span id and flags, from whichever span layer the subscriber has.
+fn ids(span: &tracing::Span) -> Option<(TraceId, SpanId, TraceFlags)> {
+    if let Some(ids) = with_span_ids(span, |ids| *ids) {
+        return Some((ids.trace_id, ids.span_id, ids.flags));
+    }
     let cx = span.context();
     let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| sc.trace_id().to_string())
+    sc.is_valid()
+        .then(|| (sc.trace_id(), sc.span_id(), sc.trace_flags()))
+}
+
+/// The span's trace id (32 lowercase hex digits), when tracing is installed.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    ids(span).map(|(trace_id, _, _)| trace_id.to_string())
 }
 
 /// The `traceparent` naming `span` as the parent of a downstream request: version `00`, trace
 /// id, span id, flags (W3C Trace Context §3.2), written directly rather than through the
 /// propagator's map carrier, since it runs on every upstream call.
 pub fn traceparent(span: &tracing::Span) -> Option<String> {
-    let cx = span.context();
-    let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| {
+    ids(span).map(|(trace_id, span_id, flags)| {
         format!(
-            "00-{}-{}-{:02x}",
-            sc.trace_id(),
-            sc.span_id(),
-            sc.trace_flags().to_u8() & TraceFlags::SAMPLED.to_u8()
+            "00-{trace_id}-{span_id}-{:02x}",
+            flags.to_u8() & TraceFlags::SAMPLED.to_u8()
         )
     })
 }
@@ -67,16 +82,39 @@ mod tests {
 
     const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
+    /// Runs `f` under each of the gateway's span layers: span ids only (not exporting) and
+    /// OpenTelemetry's (exporting; the collector does not matter here).
+    fn under_each_span_layer(f: impl Fn()) {
+        for exporting in [false, true] {
+            let t = build(&Export::Off);
+            let subscriber = tracing_subscriber::registry()
+                .with(crate::telemetry::span_layer(t.tracer.clone(), exporting));
+            tracing::subscriber::with_default(subscriber, &f);
+        }
+    }
+
+    fn request_span(traceparent: Option<&str>) -> tracing::Span {
+        let mut headers = HeaderMap::new();
+        if let Some(tp) = traceparent {
+            headers.insert(TRACEPARENT, tp.parse().unwrap());
+        }
+        let span = tracing::info_span!("http.request");
+        continue_trace(&span, &headers);
+        span
+    }
+
+    /// What a W3C propagator downstream reads from our `traceparent`.
+    fn read_back(traceparent: &str) -> opentelemetry::trace::SpanContext {
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, traceparent.parse().unwrap());
+        let cx = TraceContextPropagator::new().extract(&Headers(&headers));
+        cx.span().span_context().clone()
+    }
+
     #[test]
     fn the_callers_trace_is_continued_and_handed_on() {
-        let t = build(&Export::Off);
-        let subscriber = tracing_subscriber::registry()
-            .with(crate::telemetry::otel_layer(t.tracer.clone(), t.exporting));
-        tracing::subscriber::with_default(subscriber, || {
-            let mut headers = HeaderMap::new();
-            headers.insert(TRACEPARENT, CALLER.parse().unwrap());
-            let span = tracing::info_span!("http.request");
-            continue_trace(&span, &headers);
+        under_each_span_layer(|| {
+            let span = request_span(Some(CALLER));
             assert_eq!(
                 trace_id(&span).as_deref(),
                 Some("4bf92f3577b34da6a3ce929d0e0e4736")
@@ -87,46 +125,55 @@ mod tests {
                 tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
                 "{tp}"
             );
+            assert!(tp.ends_with("-01"), "{tp}");
             assert!(
                 !tp.contains("00f067aa0ba902b7"),
                 "our own span id, not the caller's"
             );
+            assert_ne!(traceparent(&span), Some(tp), "each span its own id");
         });
     }
 
     #[test]
-    fn the_handed_on_traceparent_is_what_the_w3c_propagator_writes() {
-        let t = build(&Export::Off);
-        let subscriber = tracing_subscriber::registry()
-            .with(crate::telemetry::otel_layer(t.tracer.clone(), t.exporting));
-        tracing::subscriber::with_default(subscriber, || {
+    fn the_handed_on_traceparent_reads_back_as_the_spans_context() {
+        under_each_span_layer(|| {
             for caller in [
-                CALLER,
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+                Some(CALLER),
+                Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+                None,
             ] {
-                let mut headers = HeaderMap::new();
-                headers.insert(TRACEPARENT, caller.parse().unwrap());
-                let span = tracing::info_span!("http.request");
-                continue_trace(&span, &headers);
-                let mut carrier = std::collections::HashMap::new();
-                TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
-                assert_eq!(traceparent(&span), carrier.remove(TRACEPARENT));
+                let span = request_span(caller);
+                let child = span.in_scope(|| tracing::info_span!("mcp.tools_call"));
+                let tp = traceparent(&child).unwrap();
+                let back = read_back(&tp);
+                assert!(back.is_valid(), "{tp}");
+                assert_eq!(Some(back.trace_id().to_string()), trace_id(&span));
+                let sampled = caller.is_none_or(|c| c.ends_with("-01"));
+                assert_eq!(back.is_sampled(), sampled, "{caller:?} → {tp}");
             }
         });
     }
 
     #[test]
-    fn a_malformed_traceparent_starts_a_new_trace() {
+    fn with_opentelemetrys_layer_the_traceparent_is_what_the_w3c_propagator_writes() {
         let t = build(&Export::Off);
         let subscriber = tracing_subscriber::registry()
-            .with(crate::telemetry::otel_layer(t.tracer.clone(), t.exporting));
+            .with(crate::telemetry::span_layer(t.tracer.clone(), true));
         tracing::subscriber::with_default(subscriber, || {
-            let mut headers = HeaderMap::new();
-            headers.insert(TRACEPARENT, "00-zz-yy-01".parse().unwrap());
-            let span = tracing::info_span!("http.request");
-            continue_trace(&span, &headers);
+            let span = request_span(Some(CALLER));
+            let mut carrier = std::collections::HashMap::new();
+            TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+            assert_eq!(traceparent(&span), carrier.remove(TRACEPARENT));
+        });
+    }
+
+    #[test]
+    fn a_malformed_traceparent_starts_a_new_trace() {
+        under_each_span_layer(|| {
+            let span = request_span(Some("00-zz-yy-01"));
             let id = trace_id(&span).expect("a fresh trace");
             assert_eq!(id.len(), 32);
+            assert_ne!(id, "0".repeat(32));
         });
     }
 }
