@@ -2,8 +2,9 @@
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
@@ -16,6 +17,24 @@ pub struct Json<T>(pub T);
 impl<T: serde::Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+/// A JSON document already serialized (a tool's result passed through): its text is the body
+/// as is. `Json` would serialize it again into a small buffer grown by doubling.
+pub struct RawJson(pub Box<RawValue>);
+
+impl IntoResponse for RawJson {
+    fn into_response(self) -> Response {
+        let text: Box<str> = self.0.into();
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            String::from(text),
+        )
+            .into_response()
     }
 }
 

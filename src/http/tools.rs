@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::caller::Authenticated;
 use super::edge::CallSlot;
-use super::extract::{Json, Path, Query};
+use super::extract::{Json, Path, Query, RawJson};
 use super::toolcall::{list_tools as catalog_of, run_tool};
 use crate::error::ApiError;
 use crate::mcp::schema::{arguments_from_query, id_parameter};
@@ -111,13 +111,13 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 
 /// A typed endpoint's answer: `structuredContent`, else the first text block as JSON, else
 /// `{"text": ...}` for a tool that answered plain text.
-fn typed_body(result: &ToolResult) -> Result<Json<Box<RawValue>>, ApiError> {
+fn typed_body(result: &ToolResult) -> Result<RawJson, ApiError> {
     match result.json() {
-        Some(raw) => Ok(Json(raw)),
+        Some(raw) => Ok(RawJson(raw)),
         None => serde_json::value::to_raw_value(
             &serde_json::json!({ "text": result.first_text().unwrap_or_default() }),
         )
-        .map(Json)
+        .map(RawJson)
         .map_err(|e| ApiError::Internal(e.into())),
     }
 }
@@ -133,7 +133,7 @@ async fn search_conversations(
     Extension(slot): Extension<CallSlot>,
     Path(tenant): Path<String>,
     Query(f): Query<ConversationFilters>,
-) -> Result<Json<Box<RawValue>>, ApiError> {
+) -> Result<RawJson, ApiError> {
     let params = filters(&[
         ("state", &f.state),
         ("source_type", &f.source_type),
@@ -166,7 +166,7 @@ async fn get_conversation(
     Authenticated(caller): Authenticated,
     Extension(slot): Extension<CallSlot>,
     Path((tenant, id)): Path<(String, String)>,
-) -> Result<Json<Box<RawValue>>, ApiError> {
+) -> Result<RawJson, ApiError> {
     check_id(&id)?;
     let (_, r) = run_tool(&state, &caller, &slot, &tenant, "get_conversation", |s| {
         id_args(s, &id)
@@ -186,7 +186,7 @@ async fn search_contacts(
     Extension(slot): Extension<CallSlot>,
     Path(tenant): Path<String>,
     Query(f): Query<ContactFilters>,
-) -> Result<Json<Box<RawValue>>, ApiError> {
+) -> Result<RawJson, ApiError> {
     let params = filters(&[
         ("email", &f.email),
         ("email_domain", &f.email_domain),
@@ -212,7 +212,7 @@ async fn get_contact(
     Authenticated(caller): Authenticated,
     Extension(slot): Extension<CallSlot>,
     Path((tenant, id)): Path<(String, String)>,
-) -> Result<Json<Box<RawValue>>, ApiError> {
+) -> Result<RawJson, ApiError> {
     check_id(&id)?;
     let (_, r) = run_tool(&state, &caller, &slot, &tenant, "get_contact", |s| {
         id_args(s, &id)
@@ -259,7 +259,7 @@ async fn search(
     Extension(slot): Extension<CallSlot>,
     Path(tenant): Path<String>,
     Json(body): Json<SearchRequest>,
-) -> Result<Json<Box<RawValue>>, ApiError> {
+) -> Result<RawJson, ApiError> {
     if body.query.len() > 4096 {
         return Err(ApiError::InvalidRequest(
             "`query` must be at most 4096 characters".into(),
@@ -291,7 +291,7 @@ async fn fetch_resource(
     Authenticated(caller): Authenticated,
     Extension(slot): Extension<CallSlot>,
     Path((tenant, id)): Path<(String, String)>,
-) -> Result<Json<Box<RawValue>>, ApiError> {
+) -> Result<RawJson, ApiError> {
     check_id(&id)?;
     let (_, r) = run_tool(&state, &caller, &slot, &tenant, "fetch", |s| {
         id_args(s, &id)

@@ -27,6 +27,7 @@ async fn every_typed_endpoint_returns_the_callers_own_workspace(
             )
             .await;
         assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "application/json");
         let convs: Value = res.json().await.unwrap();
         let list = convs["conversations"]
             .as_array()
