@@ -153,7 +153,7 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
             .exact()
             .unwrap_or(0);
         state.meter.record(UsageEvent {
-            id: uuid::Uuid::new_v4(),
+            id: UsageEvent::new_id(),
             request_id: request_id.clone(),
             at: time::OffsetDateTime::now_utc(),
             tenant: info.tenant.clone().unwrap_or_default(),

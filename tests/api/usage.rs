@@ -273,7 +273,7 @@ async fn the_usage_writer_wakes_per_batch_not_per_event(_: PgPoolOptions, db: Pg
         Duration::from_secs(3600),
     );
     let event = |n: usize| UsageEvent {
-        id: uuid::Uuid::new_v4(),
+        id: UsageEvent::new_id(),
         request_id: format!("req-{n}"),
         at: time::OffsetDateTime::now_utc(),
         tenant: "acme".into(),
