@@ -43,3 +43,16 @@ impl UsageEvent {
         Uuid::now_v7()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::UsageEvent;
+
+    #[test]
+    fn row_ids_are_time_ordered() {
+        let ids: Vec<_> = (0..1000).map(|_| UsageEvent::new_id()).collect();
+        assert!(ids.iter().all(|id| id.get_version_num() == 7));
+        // Each id sorts after the one made before it, as the primary key index sees them.
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    }
+}
