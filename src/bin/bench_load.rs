@@ -12,10 +12,6 @@
 //! tokio's 1 ms timer slack on an idle worker is not charged to the server.
 //!
 //! `run` prints shell assignments (`R_rps=... R_p50_ms=...`) for `bench/run` to `eval`.
-//!
-//! `ledger` (for `bench/ledger`) writes usage rows with the usage writer's own statement
-//! (`metering::insert_batch`) and prints what a batch costs Postgres, for random or
-//! time-ordered row ids.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,29 +94,6 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         rate: f64,
     },
-    /// Writes usage rows in batches through `metering::insert_batch` into a database (migrated
-    /// here; use an empty one) and prints `L_*` shell assignments: milliseconds and WAL bytes
-    /// per measured batch, and the primary key index's size.
-    Ledger {
-        #[arg(long)]
-        database_url: String,
-        #[arg(long, value_enum)]
-        keys: Keys,
-        /// Rows written first, unmeasured, so the index has a realistic size.
-        #[arg(long, default_value_t = 1_000_000)]
-        preload: usize,
-        /// Measured batches, after a checkpoint.
-        #[arg(long, default_value_t = 200)]
-        batches: usize,
-    },
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Keys {
-    /// Random (UUIDv4): what the ledger used before.
-    Random,
-    /// Time-ordered (UUIDv7, `UsageEvent::new_id`): what the gateway writes.
-    Ordered,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -220,100 +193,7 @@ async fn main() -> anyhow::Result<()> {
             // Abandoned calls must not hold the process until their timeout.
             std::process::exit(0)
         }
-        Command::Ledger {
-            database_url,
-            keys,
-            preload,
-            batches,
-        } => ledger(&database_url, keys, preload, batches).await,
     }
-}
-
-/// User + system CPU seconds of process `pid` (Linux `/proc`), if it is on this machine.
-fn backend_cpu(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split(' ').skip(11);
-    let utime: f64 = fields.next()?.parse().ok()?;
-    let stime: f64 = fields.next()?.parse().ok()?;
-    // SAFETY: sysconf only reads a constant of the system.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some((utime + stime) / hz)
-}
-
-async fn ledger(url: &str, keys: Keys, preload: usize, batches: usize) -> anyhow::Result<()> {
-    use intercom_mcp_gateway::metering::{BATCH, UsageEvent, insert_batch};
-    let db = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(url)
-        .await
-        .context("connecting to the ledger database")?;
-    intercom_mcp_gateway::db::migrate(&db).await?;
-    let mut n = 0usize;
-    let mut batch = || {
-        (0..BATCH)
-            .map(|_| {
-                n += 1;
-                UsageEvent {
-                    id: match keys {
-                        Keys::Random => uuid::Uuid::new_v4(),
-                        Keys::Ordered => UsageEvent::new_id(),
-                    },
-                    request_id: format!("req-{n:020}"),
-                    at: time::OffsetDateTime::now_utc(),
-                    tenant: tenant(n % 100),
-                    caller: "svc-bench".into(),
-                    tool: "get_company".into(),
-                    outcome: "ok".into(),
-                    http_status: 200,
-                    upstream_ms: Some(1),
-                    total_ms: 2,
-                    bytes_in: 40,
-                    bytes_out: 1182,
-                    reached_upstream: true,
-                }
-            })
-            .collect::<Vec<_>>()
-    };
-    for _ in 0..preload.div_ceil(BATCH) {
-        insert_batch(&db, &batch()).await?;
-    }
-    sqlx::query("CHECKPOINT").execute(&db).await?;
-    // The one backend's CPU time, when Postgres runs on this machine.
-    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&db)
-        .await?;
-    let cpu0 = backend_cpu(backend);
-    let lsn = "SELECT pg_current_wal_lsn()::text";
-    let wal0: String = sqlx::query_scalar(lsn).fetch_one(&db).await?;
-    let mut spent = Duration::ZERO;
-    for _ in 0..batches {
-        let rows = batch();
-        let started = Instant::now();
-        insert_batch(&db, &rows).await?;
-        spent += started.elapsed();
-    }
-    let cpu = backend_cpu(backend).zip(cpu0).map(|(b, a)| b - a);
-    let wal1: String = sqlx::query_scalar(lsn).fetch_one(&db).await?;
-    let (wal, pk): (f64, i64) = sqlx::query_as(
-        "SELECT pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn)::float8, \
-                pg_relation_size('usage_events_pkey')",
-    )
-    .bind(&wal0)
-    .bind(&wal1)
-    .fetch_one(&db)
-    .await?;
-    let batches = batches.max(1) as f64;
-    println!(
-        "L_rows={} L_ms_per_batch={:.2} L_cpu_ms_per_batch={} L_wal_kib_per_batch={:.1} L_pk_mib={:.1}",
-        n,
-        spent.as_secs_f64() * 1000.0 / batches,
-        cpu.map_or("-".into(), |s| format!("{:.2}", s * 1000.0 / batches)),
-        wal / 1024.0 / batches,
-        pk as f64 / (1024.0 * 1024.0),
-    );
-    Ok(())
 }
 
 async fn setup(
