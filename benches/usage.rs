@@ -69,14 +69,7 @@ async fn run() -> anyhow::Result<()> {
     let admin: PgConnectOptions = url.parse()?;
     let name = format!("imgw_bench_{}", std::process::id());
     let mut conn = admin.clone().database("postgres").connect().await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(admin.clone().database(&name))
-        .await?;
-    db::migrate(&pool).await?;
+    let pool = fresh_database(&mut conn, &admin, &name, 4).await?;
 
     println!(
         "usage ledger benchmark ({} cores)",
@@ -134,9 +127,7 @@ async fn run() -> anyhow::Result<()> {
         .await?;
     println!("{:<44} {:>14}", "rows in ledger", rows);
     pool.close().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-        .execute(&mut conn)
-        .await?;
+    drop_database(&mut conn, &name).await?;
 
     let preload: usize = std::env::var("USAGE_BENCH_PRELOAD")
         .ok()
@@ -154,16 +145,9 @@ async fn run() -> anyhow::Result<()> {
         (Keys::Random, "random (UUIDv4, before)"),
         (Keys::Ordered, "time-ordered (UUIDv7)"),
     ] {
-        let db = format!("{name}_{}", label.split(' ').next().unwrap_or("x"));
-        let db = db.replace('-', "_");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-            .execute(&mut conn)
-            .await?;
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(admin.clone().database(&db))
-            .await?;
-        db::migrate(&pool).await?;
+        let dbname = format!("{name}_{}", label.split(' ').next().unwrap_or("x"));
+        let dbname = dbname.replace('-', "_");
+        let pool = fresh_database(&mut conn, &admin, &dbname, 1).await?;
         let c = key_order(&pool, keys, preload, 200).await?;
         println!(
             "{:<26} {:>14.2} {:>14} {:>16.1} {:>10.1}",
@@ -174,11 +158,34 @@ async fn run() -> anyhow::Result<()> {
             c.pk_mib
         );
         pool.close().await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))
-            .execute(&mut conn)
-            .await?;
+        drop_database(&mut conn, &dbname).await?;
     }
     conn.close().await?;
+    Ok(())
+}
+
+/// Creates database `name` and returns a migrated pool of `conns` connections to it.
+async fn fresh_database(
+    conn: &mut sqlx::PgConnection,
+    admin: &PgConnectOptions,
+    name: &str,
+    conns: u32,
+) -> anyhow::Result<sqlx::PgPool> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut *conn)
+        .await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(conns)
+        .connect_with(admin.clone().database(name))
+        .await?;
+    db::migrate(&pool).await?;
+    Ok(pool)
+}
+
+async fn drop_database(conn: &mut sqlx::PgConnection, name: &str) -> anyhow::Result<()> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
