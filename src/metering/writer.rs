@@ -124,25 +124,22 @@ async fn run(
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + flush_every, flush_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let (stopping, whole) = tokio::select! {
+        let stopping = tokio::select! {
             biased;
-            _ = stop.cancelled() => (true, true),
-            _ = batch_ready.notified() => (false, false),
-            _ = tick.tick() => (false, true),
+            _ = stop.cancelled() => true,
+            _ = batch_ready.notified() => false,
+            _ = tick.tick() => false,
         };
-        // A full queue's wake writes whole batches only: the few events that arrived during the
-        // insert wait for the next batch or the tick, rather than costing a small insert of
-        // their own right behind each full one. The tick and shutdown write everything (shutdown
-        // with a few attempts, bounded by the caller).
-        let closed = drain(&db, &quotas, &metrics, &mut rx, &mut batch, &stop, whole).await;
+        // Shutdown too takes what is queued and writes it (a few attempts, bounded by the
+        // caller).
+        let closed = drain(&db, &quotas, &metrics, &mut rx, &mut batch, &stop).await;
         if stopping || closed {
             break;
         }
     }
 }
 
-/// Writes the queued events in batches of [`BATCH`], and the last, partial batch too when
-/// `whole` (or once all senders are gone); true once all senders are gone.
+/// Writes every queued event, in batches of at most [`BATCH`]; true once all senders are gone.
 async fn drain(
     db: &PgPool,
     quotas: &Quotas,
@@ -150,7 +147,6 @@ async fn drain(
     rx: &mut mpsc::Receiver<UsageEvent>,
     batch: &mut Vec<UsageEvent>,
     stop: &CancellationToken,
-    whole: bool,
 ) -> bool {
     let closed = loop {
         match rx.try_recv() {
@@ -164,7 +160,7 @@ async fn drain(
             Err(mpsc::error::TryRecvError::Disconnected) => break true,
         }
     };
-    if (whole || closed) && !batch.is_empty() {
+    if !batch.is_empty() {
         flush(db, quotas, metrics, batch, stop).await;
     }
     closed
