@@ -4,6 +4,7 @@
 //! fake-intercom --listen 0.0.0.0:8090 --workspace tok-acme=acme --workspace tok-globex=globex
 //! FAKE_INTERCOM_WORKSPACES=tok-acme=acme,tok-globex=globex fake-intercom
 //! fake-intercom --protocol stateless     # the stateless MCP 2026-07-28 revision only
+//! fake-intercom --minimal                # bare-hyper upstream for benchmarks (get_company only)
 //! ```
 //! Knobs are HTTP routes under `/_fake/` (see `fake_intercom::knobs`).
 
@@ -11,6 +12,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
+use intercom_mcp_gateway::fake_intercom::minimal::MinimalUpstream;
 use intercom_mcp_gateway::fake_intercom::{FakeIntercom, FakeOptions, FakeProtocol};
 use tracing_subscriber::EnvFilter;
 
@@ -37,6 +39,11 @@ struct Args {
     /// `stateless` (2026-07-28 only) or `both`.
     #[arg(long, env = "FAKE_INTERCOM_PROTOCOL", value_enum, default_value_t = FakeProtocol::Session)]
     protocol: FakeProtocol,
+
+    /// Serve the minimal upstream instead (`fake_intercom::minimal`): the session protocol on
+    /// bare hyper, `get_company` only, no validation or fault knobs but latency. For benchmarks.
+    #[arg(long, env = "FAKE_INTERCOM_MINIMAL", conflicts_with_all = ["json_response", "protocol"])]
+    minimal: bool,
 
     /// A tenant as TOKEN=WORKSPACE; repeatable (env: comma-separated).
     #[arg(
@@ -67,6 +74,19 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
+    if args.minimal {
+        let upstream = MinimalUpstream::spawn(Some(args.listen)).await?;
+        for (token, workspace) in &args.workspaces {
+            upstream.add_workspace(token, workspace);
+            tracing::info!(%workspace, "workspace registered");
+        }
+        tracing::info!(mcp_url = %upstream.mcp_url(), "fake-intercom --minimal ready");
+        shutdown_signal()
+            .await
+            .context("waiting for a shutdown signal")?;
+        upstream.shutdown().await;
+        return Ok(());
+    }
     let fake = FakeIntercom::spawn(FakeOptions {
         listen: Some(args.listen),
         json_response: args.json_response,

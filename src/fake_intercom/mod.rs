@@ -30,6 +30,7 @@ mod http;
 mod ids;
 mod json_mode;
 mod knobs;
+pub mod minimal;
 mod oauth;
 mod paging;
 mod search;

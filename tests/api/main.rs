@@ -6,6 +6,7 @@ mod fake_intercom;
 mod fake_protocol;
 mod helpers;
 mod limits;
+mod minimal_upstream;
 mod oauth;
 mod observability;
 mod ops;
