@@ -4,6 +4,15 @@ use clap::Parser;
 use intercom_mcp_gateway::cli;
 use intercom_mcp_gateway::config::Cli;
 
+/// mimalloc, not glibc's malloc (issue 8): a call makes a few hundred small allocations, and
+/// glibc spent ~54k of the call's 276k instructions in malloc/free/realloc; with mimalloc the
+/// whole call is 241k (callgrind). Built with `no_thp`: mimalloc otherwise asks for transparent
+/// huge pages on its arenas, and on a `madvise`-THP kernel each touched arena then costs 2 MiB
+/// of RSS (+15 MiB at rest, measured). mimalloc returns freed pages to the OS by itself after
+/// its purge delay, so idle memory stays as low as with glibc and `malloc_trim`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Must precede the first TLS client (reqwest, sqlx, the OTLP exporter): we build rustls
     // without a default provider so exactly one (ring) is compiled in.

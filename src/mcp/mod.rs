@@ -221,8 +221,9 @@ const MIN_TRIM_INTERVAL: Duration = Duration::from_secs(30);
 /// Hands memory freed by sessions that went quiet back to the OS. glibc's malloc keeps freed
 /// blocks in its per-thread arenas, so without this an idle gateway's RSS stays at its
 /// high-water mark (issue 8: parking 300 sessions freed ~110 KiB each, RSS did not move until
-/// trimmed). Runs on a blocking thread after a sweep that found sessions going quiet, never on
-/// a call's path.
+/// trimmed). The gateway binary allocates with mimalloc, which purges freed pages by itself;
+/// this still trims what C code and embedders using the system allocator hold. Runs on a
+/// blocking thread after a sweep that found sessions going quiet, never on a call's path.
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
