@@ -1,6 +1,6 @@
 //! Verifying a bearer JWT and turning its claims into a [`Caller`].
 //!
-//! Order of checks, cheapest first: the result cache (SHA-256 of the token),
+//! Order of checks, cheapest first: the result cache (a keyed 128-bit SipHash of the token),
 //! then our own parse of the JOSE header, then the algorithm allow-list (which
 //! also picks the one key source), then signature and registered claims in
 //! `jsonwebtoken`, then our claims (`sub`, tenant, scopes). The token-level
@@ -90,7 +90,9 @@ struct Inner {
     validation: Validation,
     tenant_claim: String,
     leeway_secs: u64,
-    verified: Cache<[u8; 32], Caller>,
+    /// Verified tokens by [`CacheKey::of`] the token, never the token itself.
+    verified: Cache<u128, Caller>,
+    cache_key: CacheKey,
 }
 
 /// The single key source an allowed algorithm is bound to.
@@ -157,6 +159,7 @@ impl JwtVerifier {
                 tenant_claim: tenant_claim.to_owned(),
                 leeway_secs,
                 verified,
+                cache_key: CacheKey::random(),
             }),
         })
     }
@@ -167,7 +170,7 @@ impl JwtVerifier {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let key = cache_key(token);
+        let key = self.inner.cache_key.of(token);
         if let Some(caller) = self.inner.verified.get(&key).await {
             // moka already drops entries at `exp`; this re-check makes "never
             // serve an expired token from the cache" independent of its timer.
@@ -278,11 +281,24 @@ fn check_jwks_url(url: &Url) -> Result<(), ConfigError> {
     }
 }
 
-fn cache_key(token: &str) -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    let mut key = [0u8; 32];
-    key.copy_from_slice(digest.as_ref());
-    key
+/// The result cache's key for a token: SipHash-2-4 with a 128-bit output, keyed with a secret
+/// drawn at start-up. A keyed PRF, so a caller who cannot see the key cannot aim a token at
+/// another token's entry (a forged token would need a 128-bit collision with a secret function),
+/// and the cache holds no token. SHA-256 did the same job at 8.8k instructions per call (3.6%
+/// of a whole call, issue 8 callgrind); this is ~1.5k.
+struct CacheKey(siphasher::sip128::SipHasher24);
+
+impl CacheKey {
+    fn random() -> Self {
+        CacheKey(siphasher::sip128::SipHasher24::new_with_key(&rand::random()))
+    }
+
+    fn of(&self, token: &str) -> u128 {
+        use siphasher::sip128::Hasher128;
+        let mut hasher = self.0;
+        std::hash::Hasher::write(&mut hasher, token.as_bytes());
+        hasher.finish128().as_u128()
+    }
 }
 
 fn now_secs() -> i64 {
@@ -302,14 +318,14 @@ struct UntilExpiry {
     leeway_secs: u64,
 }
 
-impl Expiry<[u8; 32], Caller> for UntilExpiry {
-    fn expire_after_create(&self, _: &[u8; 32], caller: &Caller, _: Instant) -> Option<Duration> {
+impl Expiry<u128, Caller> for UntilExpiry {
+    fn expire_after_create(&self, _: &u128, caller: &Caller, _: Instant) -> Option<Duration> {
         Some(cache_ttl(caller.expires_at, self.leeway_secs, now_secs()))
     }
 
     fn expire_after_update(
         &self,
-        _: &[u8; 32],
+        _: &u128,
         caller: &Caller,
         _: Instant,
         _: Option<Duration>,
@@ -604,12 +620,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn cache_keys_differ_per_token_and_per_verifier_secret() {
+        let (a, b) = (CacheKey::random(), CacheKey::random());
+        let token = hs256(&claims());
+        assert_eq!(a.of(&token), a.of(&token));
+        assert_ne!(a.of(&token), a.of(&format!("{token}x")));
+        assert_ne!(a.of(&token), b.of(&token), "keyed with a secret of its own");
+    }
+
     #[tokio::test]
     async fn a_verified_result_is_cached_and_served_from_the_cache() {
         let verifier = hs256_verifier();
         let token = hs256(&claims());
         verifier.verify(&token).await.unwrap();
-        let key = cache_key(&token);
+        let key = verifier.inner.cache_key.of(&token);
         assert!(verifier.inner.verified.contains_key(&key));
 
         // Swap the cached entry: if the next call re-verified, it would not see it.
