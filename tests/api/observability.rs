@@ -259,6 +259,38 @@ fn span<'a>(spans: &'a [SpanRecord], name: &str) -> &'a SpanRecord {
     })
 }
 
+/// A tenant served from the directory's cache has no `db.load_tenant` span: the span belongs
+/// to the Postgres read, which only a miss makes (before, every call built and exported one).
+#[sqlx::test(migrations = false)]
+async fn only_a_directory_miss_has_a_database_span(_: PgPoolOptions, db: PgConnectOptions) {
+    let app = spawn_app(db).await;
+    let token = app.add_tenant("acme").await;
+    let mut load_spans = Vec::new();
+    for _ in 0..2 {
+        let trace_id = format!("{:032x}", rand_u128());
+        let res = app
+            .http
+            .get(format!(
+                "{}/v1/tenants/acme/conversations?state=open",
+                app.base
+            ))
+            .bearer_auth(&token)
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let server_name = format!("GET {CONVERSATIONS}");
+        let spans = spans_of(&trace_id, |s| {
+            s.iter().any(|s| s.name == server_name) && s.iter().any(|s| s.name == "mcp.tools_call")
+        })
+        .await;
+        span(&spans, "auth");
+        load_spans.push(spans.iter().filter(|s| s.name == "db.load_tenant").count());
+    }
+    assert_eq!(load_spans, [1, 0], "a miss, then a cache hit");
+}
+
 #[sqlx::test(migrations = false)]
 async fn one_trace_runs_from_the_caller_through_the_gateway_to_intercom(
     _: PgPoolOptions,
