@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::helpers::{
-    JWT_SECRET, admin, assert_problem, captured_logs, intercom_token, mint, mint_with, spawn_app,
-    spawn_app_with,
+    JWT_SECRET, TestApp, admin, assert_problem, captured_logs, intercom_token, mint, mint_with,
+    spawn_app, spawn_app_with,
 };
 use crate::otlp::{SpanRecord, spans_of};
 use crate::prom::Exposition;
@@ -259,6 +259,32 @@ fn span<'a>(spans: &'a [SpanRecord], name: &str) -> &'a SpanRecord {
     })
 }
 
+/// A caller's traced `GET conversations` (parent span `CALLER_SPAN` of a fresh trace): its
+/// trace id and the spans exported for it, once the server and `mcp.tools_call` spans are in.
+async fn traced_call(app: &TestApp, token: &str) -> (String, Vec<SpanRecord>) {
+    let trace_id = format!("{:032x}", rand_u128());
+    let res = app
+        .http
+        .get(format!(
+            "{}/v1/tenants/acme/conversations?state=open",
+            app.base
+        ))
+        .bearer_auth(token)
+        .header("traceparent", format!("00-{trace_id}-{CALLER_SPAN}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let server_name = format!("GET {CONVERSATIONS}");
+    let spans = spans_of(&trace_id, |s| {
+        s.iter().any(|s| s.name == server_name) && s.iter().any(|s| s.name == "mcp.tools_call")
+    })
+    .await;
+    (trace_id, spans)
+}
+
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
 /// A tenant served from the directory's cache has no `db.load_tenant` span: the span belongs
 /// to the Postgres read, which only a miss makes (before, every call built and exported one).
 #[sqlx::test(migrations = false)]
@@ -267,24 +293,7 @@ async fn only_a_directory_miss_has_a_database_span(_: PgPoolOptions, db: PgConne
     let token = app.add_tenant("acme").await;
     let mut load_spans = Vec::new();
     for _ in 0..2 {
-        let trace_id = format!("{:032x}", rand_u128());
-        let res = app
-            .http
-            .get(format!(
-                "{}/v1/tenants/acme/conversations?state=open",
-                app.base
-            ))
-            .bearer_auth(&token)
-            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        let server_name = format!("GET {CONVERSATIONS}");
-        let spans = spans_of(&trace_id, |s| {
-            s.iter().any(|s| s.name == server_name) && s.iter().any(|s| s.name == "mcp.tools_call")
-        })
-        .await;
+        let (_, spans) = traced_call(&app, &token).await;
         span(&spans, "auth");
         load_spans.push(spans.iter().filter(|s| s.name == "db.load_tenant").count());
     }
@@ -298,29 +307,11 @@ async fn one_trace_runs_from_the_caller_through_the_gateway_to_intercom(
 ) {
     let app = spawn_app(db).await;
     let token = app.add_tenant("acme").await;
-    let trace_id = format!("{:032x}", rand_u128());
-    let caller_span = "00f067aa0ba902b7";
-    let res = app
-        .http
-        .get(format!(
-            "{}/v1/tenants/acme/conversations?state=open",
-            app.base
-        ))
-        .bearer_auth(&token)
-        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    let (trace_id, spans) = traced_call(&app, &token).await;
     let server_name = format!("GET {CONVERSATIONS}");
-
-    let spans = spans_of(&trace_id, |s| {
-        s.iter().any(|s| s.name == server_name) && s.iter().any(|s| s.name == "mcp.tools_call")
-    })
-    .await;
     let server = span(&spans, &server_name);
     assert_eq!(
-        server.parent_span_id, caller_span,
+        server.parent_span_id, CALLER_SPAN,
         "continues the caller's span"
     );
     assert_eq!(server.attr("http.route"), Some(CONVERSATIONS));
