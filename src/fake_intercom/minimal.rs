@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -82,11 +82,7 @@ impl MinimalUpstream {
 
     /// `http://127.0.0.1:PORT/mcp` (loopback even when bound to `0.0.0.0`).
     pub fn mcp_url(&self) -> String {
-        let mut addr = self.addr;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(Ipv4Addr::LOCALHOST.into());
-        }
-        format!("http://{addr}/mcp")
+        format!("http://{}/mcp", super::reachable(self.addr))
     }
 
     /// Maps `token` to the workspace `name` (its data is generated from the name).
@@ -235,8 +231,8 @@ fn unauthorized() -> Answer {
     response
 }
 
-fn session<B>(req: &Request<B>) -> Option<&str> {
-    req.headers().get(SESSION_HEADER)?.to_str().ok()
+fn session(headers: &HeaderMap) -> Option<&str> {
+    headers.get(SESSION_HEADER)?.to_str().ok()
 }
 
 /// The parts of a JSON-RPC message this server reads; everything else is skipped.
@@ -270,11 +266,9 @@ async fn post(state: &State, req: Request<Incoming>) -> Answer {
     let Some(workspace) = bearer(req.headers()).and_then(|t| state.workspace(t)) else {
         return unauthorized();
     };
-    let session = session(&req).map(str::to_owned);
-    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
+    let (parts, body) = req.into_parts();
+    let session = session(&parts.headers);
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => return json_reply(StatusCode::PAYLOAD_TOO_LARGE, ""),
     };
@@ -288,7 +282,7 @@ async fn post(state: &State, req: Request<Incoming>) -> Answer {
     }
     // A session-based server refuses anything but `initialize` without a session (400) and
     // anything on a session it does not know (404: the client must initialize again).
-    match session.as_deref() {
+    match session {
         None => {
             return rpc_error(
                 StatusCode::BAD_REQUEST,
@@ -401,8 +395,8 @@ fn delete(state: &State, req: &Request<Incoming>) -> Answer {
     {
         return unauthorized();
     }
-    let removed =
-        session(req).is_some_and(|id| state.sessions.write().expect("sessions lock").remove(id));
+    let removed = session(req.headers())
+        .is_some_and(|id| state.sessions.write().expect("sessions lock").remove(id));
     let status = if removed {
         StatusCode::OK
     } else {

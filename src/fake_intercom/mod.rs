@@ -146,11 +146,7 @@ impl FakeIntercom {
 
     /// `http://127.0.0.1:PORT` (loopback even when bound to `0.0.0.0`).
     pub fn base_url(&self) -> String {
-        let mut addr = self.inner.addr;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(Ipv4Addr::LOCALHOST.into());
-        }
-        format!("http://{addr}")
+        format!("http://{}", reachable(self.inner.addr))
     }
 
     pub fn mcp_url(&self) -> String {
@@ -261,4 +257,12 @@ impl FakeIntercom {
             }
         }
     }
+}
+
+/// Where a client reaches a listener bound to `addr`: loopback when bound to `0.0.0.0`.
+fn reachable(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(Ipv4Addr::LOCALHOST.into());
+    }
+    addr
 }

@@ -162,7 +162,8 @@ async fn start_gateway(
         "--jwt-hs256-secret",
         JWT_SECRET,
     ];
-    // Another upstream (e.g. the minimal one) replaces the fake for both regions.
+    // Another upstream (e.g. the minimal one) replaces the fake: pass `--intercom-mcp-url` and
+    // `--intercom-mcp-url-eu` together.
     if !extra.contains(&"--intercom-mcp-url") {
         args.extend_from_slice(&["--intercom-mcp-url", &mcp, "--intercom-mcp-url-eu", &mcp]);
     }
