@@ -1,4 +1,4 @@
-//! The hot path: MCP requests POSTed straight on the shared HTTP client.
+//! The hot path: MCP requests POSTed straight on the upstream HTTP client (`transport.rs`).
 //!
 //! rmcp's client runs every request through its session worker task (channels, a request
 //! table, its own response routing, a full `ServerJsonRpcMessage` decode through serde's
@@ -22,24 +22,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::{BodyDataStream, BodyExt, LengthLimitError, Limited};
 use rmcp::model::{ClientConfig, ErrorData, ListToolsResult, ProtocolVersion};
 use rmcp::service::ClientInitializeError;
 use rmcp::transport::streamable_http_client::{
     AuthRequiredError, HttpStatusError, StreamableHttpError,
 };
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sse_stream::{Sse, SseStream};
 
 use super::ToolResult;
-use super::error::{UpstreamError, classify_http};
+use super::error::{UpstreamError, classify_http, transport_failure};
 use super::handler::CatalogStale;
+use super::transport::{Body, Endpoint, SendError, UpstreamHttp};
 use super::wire::MAX_SSE_RETRY;
 
 /// The largest answer read, JSON body or SSE stream (rmcp's limits are the same).
@@ -49,7 +50,10 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest error body read for its JSON-RPC error.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
-const SESSION_ID: &str = "Mcp-Session-Id";
+const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static(crate::telemetry::propagation::TRACEPARENT);
 const ACCEPT: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
@@ -58,10 +62,11 @@ const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
 /// [`Target::open`], the endpoint with no session id yet).
 #[derive(Clone, Copy)]
 pub(super) struct Target<'a> {
-    pub http: &'a reqwest::Client,
-    /// Parsed once per session: reqwest would parse a string on every request.
-    pub url: &'a reqwest::Url,
-    pub token: &'a SecretString,
+    pub http: &'a UpstreamHttp,
+    /// Parsed once per session.
+    pub endpoint: &'a Endpoint,
+    /// `Bearer <the tenant's token>`, marked sensitive (see [`bearer`]).
+    pub auth: &'a HeaderValue,
     /// `None` only for `initialize`.
     pub session_id: Option<&'a str>,
     pub protocol_version: Option<&'a str>,
@@ -293,19 +298,42 @@ fn is_id(id: &RawValue, want: &str) -> bool {
     id.get().strip_prefix('"').and_then(|s| s.strip_suffix('"')) == Some(want)
 }
 
+/// The `Authorization` value for `token`, built once per session and marked sensitive (never
+/// printed by `Debug`, never indexed by HTTP/2's header compression). `None`: the token holds
+/// characters a header cannot carry.
+pub(super) fn bearer(token: &secrecy::SecretString) -> Option<HeaderValue> {
+    use secrecy::ExposeSecret;
+    let mut v = HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+/// A value from the server (session id) or from us (version, trace context): visible ASCII, so
+/// this never drops one in practice; a value that is not would be refused by the server.
+fn put(headers: &mut HeaderMap, name: HeaderName, value: Option<&str>) {
+    if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert(name, v);
+    }
+}
+
 impl Target<'_> {
-    fn headers(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let mut req = req.bearer_auth(self.token.expose_secret());
-        if let Some(sid) = self.session_id {
-            req = req.header(SESSION_ID, sid);
-        }
-        if let Some(v) = self.protocol_version {
-            req = req.header("MCP-Protocol-Version", v);
-        }
-        if let Some(t) = self.traceparent {
-            req = req.header(crate::telemetry::propagation::TRACEPARENT, t);
-        }
-        req
+    /// The session's headers, and room for `more`.
+    fn headers(&self, more: usize) -> HeaderMap {
+        let mut h = HeaderMap::with_capacity(5 + more);
+        h.insert(header::AUTHORIZATION, self.auth.clone());
+        put(&mut h, SESSION_ID, self.session_id);
+        put(&mut h, PROTOCOL_VERSION, self.protocol_version);
+        put(&mut h, TRACEPARENT, self.traceparent);
+        h
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Body>, SendError> {
+        self.http.send(self.endpoint, method, headers, body).await
     }
 
     /// Sends `tools/call` and reads its answer. `stale` is marked when the answer stream
@@ -399,11 +427,8 @@ impl Target<'_> {
 
     /// Ends the session (`DELETE`, MCP transports §Session Management).
     pub(super) async fn delete(&self) {
-        let _ = self
-            .headers(self.http.delete(self.url.clone()))
-            .timeout(CONTROL_TIMEOUT)
-            .send()
-            .await;
+        let sent = self.send(Method::DELETE, self.headers(0), Bytes::new());
+        let _ = tokio::time::timeout(CONTROL_TIMEOUT, sent).await;
     }
 
     async fn request<P: Serialize, T: Answer>(
@@ -426,7 +451,7 @@ impl Target<'_> {
         id: Option<&str>,
         method: &'static str,
         params: impl Into<Option<P>>,
-    ) -> Result<reqwest::Response, Outcome<T>> {
+    ) -> Result<Response<Body>, Outcome<T>> {
         let body = Request {
             jsonrpc: "2.0",
             id,
@@ -441,20 +466,12 @@ impl Target<'_> {
                 ))));
             }
         };
-        let sent = self
-            .headers(self.http.post(self.url.clone()))
-            .header(header::ACCEPT, ACCEPT)
-            .header(header::CONTENT_TYPE, JSON)
-            .body(body)
-            .send()
-            .await;
-        let response = match sent {
+        let mut headers = self.headers(2);
+        headers.insert(header::ACCEPT, ACCEPT);
+        headers.insert(header::CONTENT_TYPE, JSON);
+        let response = match self.send(Method::POST, headers, body.into()).await {
             Ok(r) => r,
-            Err(e) => {
-                return Err(Outcome::Refused(classify_http(
-                    &StreamableHttpError::Client(e),
-                )));
-            }
+            Err(e) => return Err(Outcome::Refused(e.classify())),
         };
         let status = response.status();
         if status == StatusCode::NOT_FOUND && self.session_id.is_some() {
@@ -469,7 +486,7 @@ impl Target<'_> {
     /// Reads the answer to request `id`: one JSON body, or an SSE stream up to it.
     async fn answer<T: Answer>(
         &self,
-        response: reqwest::Response,
+        response: Response<Body>,
         id: &str,
         stale: &CatalogStale,
     ) -> Outcome<T> {
@@ -480,8 +497,7 @@ impl Target<'_> {
                 .is_some_and(|ct| ct.as_bytes().starts_with(mime.as_bytes()))
         };
         if is(&EVENT_STREAM) {
-            self.read_stream(response.bytes_stream().boxed(), id, stale)
-                .await
+            self.read_stream(bytes_of(response), id, stale).await
         } else if is(&JSON) {
             match read_bounded(response, MAX_ANSWER_BYTES).await {
                 Ok(body) => match std::str::from_utf8(&body).map(|s| route::<T>(s, id)) {
@@ -512,7 +528,7 @@ impl Target<'_> {
 
     /// A non-2xx (or 202) answer to the POST, classified as rmcp's transport classifies it;
     /// a JSON-RPC error in a JSON body is the server's answer.
-    async fn refused<T>(&self, response: reqwest::Response, id: &str) -> Outcome<T> {
+    async fn refused<T>(&self, response: Response<Body>, id: &str) -> Outcome<T> {
         let status = response.status();
         let header = |name: header::HeaderName| {
             response
@@ -602,42 +618,34 @@ impl Target<'_> {
     }
 
     async fn resume<T>(&self, last_event_id: &str) -> Result<Bytestream, Outcome<T>> {
+        let mut headers = self.headers(2);
+        headers.insert(header::ACCEPT, EVENT_STREAM);
+        put(&mut headers, LAST_EVENT_ID, Some(last_event_id));
         let response = self
-            .headers(self.http.get(self.url.clone()))
-            .header(header::ACCEPT, EVENT_STREAM)
-            .header("Last-Event-ID", last_event_id)
-            .send()
+            .send(Method::GET, headers, Bytes::new())
             .await
             .map_err(|_| Outcome::StreamLost)?;
         // A 404 here says the session is gone, but the request was running on it: it may
         // have run, so this is a lost stream, not a request that never ran.
         if response.status().is_success() {
-            Ok(response.bytes_stream().boxed())
+            Ok(bytes_of(response))
         } else {
             Err(Outcome::StreamLost)
         }
     }
 }
 
-/// The whole body, at most `max` bytes (a body of one chunk is returned without a copy).
-async fn read_bounded(response: reqwest::Response, max: usize) -> Result<Bytes, UpstreamError> {
-    if response.content_length().is_some_and(|n| n as usize > max) {
-        return Err(too_large(max));
+/// The whole body, at most `max` bytes (a body of one chunk is returned without a copy; a
+/// `Content-Length` over `max` is refused before reading).
+async fn read_bounded(response: Response<Body>, max: usize) -> Result<Bytes, UpstreamError> {
+    match Limited::new(response.into_body(), max).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) => Err(BodyError::from(e).classify(max)),
     }
-    let mut chunks = Bounded::new(response.bytes_stream().boxed(), max);
-    let mut next = async || chunks.next().await.transpose().map_err(|e| e.classify(max));
-    let Some(first) = next().await? else {
-        return Ok(Bytes::new());
-    };
-    let Some(second) = next().await? else {
-        return Ok(first);
-    };
-    let mut body = BytesMut::from(&first[..]);
-    body.extend_from_slice(&second);
-    while let Some(chunk) = next().await? {
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+}
+
+fn bytes_of(response: Response<Body>) -> Bytestream {
+    BodyDataStream::new(response.into_body()).boxed()
 }
 
 fn too_large(max: usize) -> UpstreamError {
@@ -648,21 +656,37 @@ fn too_large(max: usize) -> UpstreamError {
     }
 }
 
-type Bytestream = BoxStream<'static, reqwest::Result<Bytes>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Bytestream = BoxStream<'static, Result<Bytes, BoxError>>;
 
 #[derive(Debug, thiserror::Error)]
 enum BodyError {
     #[error("the upstream's answer stream exceeds its size limit")]
     TooLarge,
-    #[error(transparent)]
-    Http(#[from] reqwest::Error),
+    #[error("the upstream's answer broke off: {0}")]
+    Http(BoxError),
+}
+
+impl From<BoxError> for BodyError {
+    fn from(e: BoxError) -> Self {
+        if e.is::<LengthLimitError>() {
+            BodyError::TooLarge
+        } else {
+            BodyError::Http(e)
+        }
+    }
 }
 
 impl BodyError {
     fn classify(self, max: usize) -> UpstreamError {
         match self {
             BodyError::TooLarge => too_large(max),
-            BodyError::Http(e) => classify_http(&StreamableHttpError::Client(e)),
+            // The connection broke (or reqwest timed out) while the answer was read.
+            BodyError::Http(e) => transport_failure(
+                false,
+                e.downcast_ref::<reqwest::Error>()
+                    .is_some_and(reqwest::Error::is_timeout),
+            ),
         }
     }
 }

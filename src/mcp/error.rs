@@ -224,23 +224,29 @@ pub(super) fn classify_http(e: &StreamableHttpError<reqwest::Error>) -> Upstream
         StreamableHttpError::Client(re) if re.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
             UpstreamError::session_ended_mid_call()
         }
-        StreamableHttpError::Client(re) => UpstreamError::failed(
-            if re.is_connect() {
-                "could not connect to Intercom"
-            } else if re.is_timeout() {
-                "HTTP timeout talking to Intercom"
-            } else {
-                "HTTP error talking to Intercom"
-            },
-            // A refused connection provably sent nothing.
-            re.is_connect(),
-            true,
-        ),
+        StreamableHttpError::Client(re) => transport_failure(re.is_connect(), re.is_timeout()),
         StreamableHttpError::SessionExpired | StreamableHttpError::ReinitializationFailed(_) => {
             UpstreamError::failed(UNRENEWABLE, true, false)
         }
         other => UpstreamError::failed(other.to_string(), false, true),
     }
+}
+
+/// An HTTP exchange with the upstream that failed below HTTP: no connection, a timeout, or a
+/// broken connection.
+pub(super) fn transport_failure(connect: bool, timeout: bool) -> UpstreamError {
+    UpstreamError::failed(
+        if connect {
+            "could not connect to Intercom"
+        } else if timeout {
+            "HTTP timeout talking to Intercom"
+        } else {
+            "HTTP error talking to Intercom"
+        },
+        // A refused connection provably sent nothing.
+        connect,
+        true,
+    )
 }
 
 /// `Retry-After` is either delta-seconds or an HTTP-date (RFC 9110 §10.2.3).

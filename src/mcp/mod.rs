@@ -13,6 +13,7 @@ mod pool;
 mod protocol;
 pub mod schema;
 mod session;
+mod transport;
 mod wire;
 
 use std::sync::Arc;
@@ -239,7 +240,7 @@ fn release_freed_memory() {
 }
 
 pub(crate) struct UpstreamContext {
-    http: reqwest::Client,
+    http: transport::UpstreamHttp,
     settings: PoolSettings,
     metrics: Metrics,
     /// What each upstream URL speaks, learned once for all tenants (`protocol.rs`).
@@ -259,14 +260,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(settings: PoolSettings, metrics: Metrics) -> anyhow::Result<Self> {
-        // Upstream redirects are refused: following one could hand the tenant's bearer token
-        // to another origin.
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("intercom-mcp-gateway/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = transport::UpstreamHttp::new()?;
         let ctx = Arc::new(UpstreamContext {
             http,
             settings: settings.clone(),

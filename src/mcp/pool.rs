@@ -212,7 +212,7 @@ impl TenantPool {
             return Err(err.clone());
         }
         let wire = WireClient::new(
-            ctx.http.clone(),
+            ctx.http.rest().clone(),
             ctx.metrics.clone(),
             ctx.settings.upstream_listen,
         );
@@ -227,6 +227,7 @@ impl TenantPool {
         );
         let connected = Session::connect(
             &self.key,
+            &ctx.http,
             wire,
             cap,
             self.released.clone(),

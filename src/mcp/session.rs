@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use http::HeaderValue;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ClientCapabilities, ClientConfig, Implementation,
     PaginatedRequestParams, ProtocolVersion, RequestMetaObject, Tool,
@@ -21,13 +22,14 @@ use rmcp::service::{ClientInitializeError, ClientServiceExt, Peer, RoleClient, R
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::common::client_side_sse::SseRetryPolicy;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use super::direct;
 use super::error::UpstreamError;
 use super::handler::{CatalogStale, Handler};
 use super::protocol::{Mode, Negotiation, Plan};
+use super::transport::{Endpoint, UpstreamHttp};
 use super::wire::WireClient;
 use super::{PoolKey, SessionInfo, ToolResult};
 use crate::telemetry::propagation;
@@ -48,9 +50,11 @@ pub(super) struct Session {
     released: Arc<Notify>,
     pub(super) protocol_version: String,
     pub(super) mode: Mode,
-    /// For the direct `tools/call` path (see `direct.rs`).
-    url: reqwest::Url,
-    token: SecretString,
+    /// For the direct path (see `direct.rs`): the client, the upstream URL parsed once, and the
+    /// `Authorization` value built once.
+    http: UpstreamHttp,
+    endpoint: Endpoint,
+    auth: HeaderValue,
     stale: CatalogStale,
     /// rmcp's worker was stopped after the session went idle; the session lives on upstream and
     /// is used through `direct.rs` only (see [`Session::park`]).
@@ -84,14 +88,17 @@ impl Session {
     /// each), and records what the server negotiated.
     pub(super) async fn connect(
         key: &PoolKey,
+        http: &UpstreamHttp,
         wire: WireClient,
         max_in_flight: usize,
         released: Arc<Notify>,
         negotiation: &Negotiation,
         catalog_stale: CatalogStale,
     ) -> Result<Self, UpstreamError> {
-        let url = reqwest::Url::parse(&key.url).map_err(|e| UpstreamError::Failed {
-            detail: format!("the upstream URL does not parse: {e}"),
+        let endpoint = http.endpoint(&key.url)?;
+        let auth = direct::bearer(&key.token).ok_or_else(|| UpstreamError::Failed {
+            detail: "the tenant's Intercom token holds characters an HTTP header cannot carry"
+                .into(),
             retryable: false,
             outage: false,
         })?;
@@ -99,9 +106,9 @@ impl Session {
         if plan == Plan::Initialize && !wire.listens() {
             let traceparent = propagation::traceparent(&tracing::Span::current());
             let target = direct::Target {
-                http: wire.http(),
-                url: &url,
-                token: &key.token,
+                http,
+                endpoint: &endpoint,
+                auth: &auth,
                 session_id: None,
                 protocol_version: None,
                 traceparent: traceparent.as_deref(),
@@ -119,8 +126,7 @@ impl Session {
                         released,
                         protocol_version.to_string(),
                         Mode::Session,
-                        url,
-                        key,
+                        (http.clone(), endpoint, auth),
                         catalog_stale,
                     ));
                 }
@@ -184,8 +190,7 @@ impl Session {
             released,
             version.to_string(),
             mode,
-            url,
-            key,
+            (http.clone(), endpoint, auth),
             catalog_stale,
         ))
     }
@@ -197,8 +202,7 @@ impl Session {
         released: Arc<Notify>,
         protocol_version: String,
         mode: Mode,
-        url: reqwest::Url,
-        key: &PoolKey,
+        (http, endpoint, auth): (UpstreamHttp, Endpoint, HeaderValue),
         stale: CatalogStale,
     ) -> Self {
         let born_parked = service.is_none();
@@ -213,8 +217,9 @@ impl Session {
             released,
             protocol_version,
             mode,
-            url,
-            token: key.token.clone(),
+            http,
+            endpoint,
+            auth,
             stale,
             // No rmcp service: born parked (opened by `direct.rs`).
             parked: AtomicBool::new(born_parked),
@@ -279,9 +284,9 @@ impl Session {
 
     fn target<'a>(&'a self, sid: &'a str, traceparent: Option<&'a str>) -> direct::Target<'a> {
         direct::Target {
-            http: self.wire.http(),
-            url: &self.url,
-            token: &self.token,
+            http: &self.http,
+            endpoint: &self.endpoint,
+            auth: &self.auth,
             session_id: Some(sid),
             protocol_version: Some(&self.protocol_version),
             traceparent,
@@ -662,13 +667,13 @@ impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         let Some(id) = self.id else { return };
         let s = self.session;
-        let (http, url, token) = (s.wire.http().clone(), s.url.clone(), s.token.clone());
+        let (http, endpoint, auth) = (s.http.clone(), s.endpoint.clone(), s.auth.clone());
         let (sid, version, id) = (self.sid.clone(), s.protocol_version.clone(), id.to_owned());
         tokio::spawn(async move {
             let target = direct::Target {
                 http: &http,
-                url: &url,
-                token: &token,
+                endpoint: &endpoint,
+                auth: &auth,
                 session_id: Some(&sid),
                 protocol_version: Some(&version),
                 traceparent: None,

@@ -69,11 +69,6 @@ impl WireClient {
         self.expiries.load(Ordering::Acquire)
     }
 
-    /// The shared HTTP client (connection pool) under rmcp's transport.
-    pub(super) fn http(&self) -> &reqwest::Client {
-        &self.inner
-    }
-
     pub(super) fn listens(&self) -> bool {
         self.listen
     }
