@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -18,6 +18,11 @@ use crate::error::{LoggedError, Problem};
 use crate::limits::RateHeaders;
 use crate::metering::UsageEvent;
 use crate::telemetry::propagation;
+
+// Constants, so the names are checked at compile time: a `&str` name is parsed on every insert.
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -124,9 +129,9 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
     let info = slot.take();
     if let Some(rate) = info.rate {
         let h = res.headers_mut();
-        h.insert("ratelimit-limit", HeaderValue::from(rate.limit));
-        h.insert("ratelimit-remaining", HeaderValue::from(rate.remaining));
-        h.insert("ratelimit-reset", HeaderValue::from(rate.reset_secs));
+        h.insert(RATELIMIT_LIMIT, HeaderValue::from(rate.limit));
+        h.insert(RATELIMIT_REMAINING, HeaderValue::from(rate.remaining));
+        h.insert(RATELIMIT_RESET, HeaderValue::from(rate.reset_secs));
     }
 
     let status = res.status();
