@@ -32,16 +32,17 @@ use rmcp::service::ClientInitializeError;
 use rmcp::transport::streamable_http_client::{
     AuthRequiredError, HttpStatusError, StreamableHttpError,
 };
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sse_stream::{Sse, SseStream};
 
-use super::ToolResult;
 use super::error::{UpstreamError, classify_http, transport_failure};
 use super::handler::CatalogStale;
 use super::transport::{Body, Endpoint, SendError, UpstreamHttp};
 use super::wire::MAX_SSE_RETRY;
+use super::{PoolKey, ToolResult};
 
 /// The largest answer read, JSON body or SSE stream (rmcp's limits are the same).
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
@@ -58,19 +59,58 @@ const ACCEPT: HeaderValue = HeaderValue::from_static("application/json, text/eve
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
 
+/// What a session's direct requests share, settled once per session: the client, the upstream
+/// URL (parsed, and whether a proxy applies) and the `Authorization` value.
+#[derive(Clone)]
+pub(super) struct Route {
+    http: UpstreamHttp,
+    endpoint: Endpoint,
+    /// `Bearer <the tenant's token>`, marked sensitive (never printed by `Debug`, never indexed
+    /// by HTTP/2's header compression).
+    auth: HeaderValue,
+}
+
+impl Route {
+    pub(super) fn new(http: &UpstreamHttp, key: &PoolKey) -> Result<Self, UpstreamError> {
+        let bearer = format!("Bearer {}", key.token.expose_secret());
+        let mut auth = HeaderValue::try_from(bearer).map_err(|_| UpstreamError::Failed {
+            detail: "the tenant's Intercom token holds characters an HTTP header cannot carry"
+                .into(),
+            retryable: false,
+            outage: false,
+        })?;
+        auth.set_sensitive(true);
+        Ok(Self {
+            http: http.clone(),
+            endpoint: http.endpoint(&key.url)?,
+            auth,
+        })
+    }
+
+    /// A target on this route: `session_id` is `None` only for `initialize`.
+    pub(super) fn target<'a>(
+        &'a self,
+        session_id: Option<&'a str>,
+        protocol_version: Option<&'a str>,
+        traceparent: Option<&'a str>,
+    ) -> Target<'a> {
+        Target {
+            route: self,
+            session_id,
+            protocol_version,
+            traceparent,
+        }
+    }
+}
+
 /// Where to send a request: a session whose `notifications/initialized` was accepted (or, for
 /// [`Target::open`], the endpoint with no session id yet).
 #[derive(Clone, Copy)]
 pub(super) struct Target<'a> {
-    pub http: &'a UpstreamHttp,
-    /// Parsed once per session.
-    pub endpoint: &'a Endpoint,
-    /// `Bearer <the tenant's token>`, marked sensitive (see [`bearer`]).
-    pub auth: &'a HeaderValue,
-    /// `None` only for `initialize`.
-    pub session_id: Option<&'a str>,
-    pub protocol_version: Option<&'a str>,
-    pub traceparent: Option<&'a str>,
+    route: &'a Route,
+    session_id: Option<&'a str>,
+    protocol_version: Option<&'a str>,
+    traceparent: Option<&'a str>,
 }
 
 /// How a direct request ended.
@@ -298,16 +338,6 @@ fn is_id(id: &RawValue, want: &str) -> bool {
     id.get().strip_prefix('"').and_then(|s| s.strip_suffix('"')) == Some(want)
 }
 
-/// The `Authorization` value for `token`, built once per session and marked sensitive (never
-/// printed by `Debug`, never indexed by HTTP/2's header compression). `None`: the token holds
-/// characters a header cannot carry.
-pub(super) fn bearer(token: &secrecy::SecretString) -> Option<HeaderValue> {
-    use secrecy::ExposeSecret;
-    let mut v = HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).ok()?;
-    v.set_sensitive(true);
-    Some(v)
-}
-
 /// A value from the server (session id) or from us (version, trace context): visible ASCII, so
 /// this never drops one in practice; a value that is not would be refused by the server.
 fn put(headers: &mut HeaderMap, name: HeaderName, value: Option<&str>) {
@@ -320,7 +350,7 @@ impl Target<'_> {
     /// The session's headers, and room for `more`.
     fn headers(&self, more: usize) -> HeaderMap {
         let mut h = HeaderMap::with_capacity(5 + more);
-        h.insert(header::AUTHORIZATION, self.auth.clone());
+        h.insert(header::AUTHORIZATION, self.route.auth.clone());
         put(&mut h, SESSION_ID, self.session_id);
         put(&mut h, PROTOCOL_VERSION, self.protocol_version);
         put(&mut h, TRACEPARENT, self.traceparent);
@@ -333,7 +363,8 @@ impl Target<'_> {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<Response<Body>, SendError> {
-        self.http.send(self.endpoint, method, headers, body).await
+        let Route { http, endpoint, .. } = self.route;
+        http.send(endpoint, method, headers, body).await
     }
 
     /// Sends `tools/call` and reads its answer. `stale` is marked when the answer stream

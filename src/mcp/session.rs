@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use http::HeaderValue;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ClientCapabilities, ClientConfig, Implementation,
     PaginatedRequestParams, ProtocolVersion, RequestMetaObject, Tool,
@@ -29,7 +28,7 @@ use super::direct;
 use super::error::UpstreamError;
 use super::handler::{CatalogStale, Handler};
 use super::protocol::{Mode, Negotiation, Plan};
-use super::transport::{Endpoint, UpstreamHttp};
+use super::transport::UpstreamHttp;
 use super::wire::WireClient;
 use super::{PoolKey, SessionInfo, ToolResult};
 use crate::telemetry::propagation;
@@ -50,11 +49,8 @@ pub(super) struct Session {
     released: Arc<Notify>,
     pub(super) protocol_version: String,
     pub(super) mode: Mode,
-    /// For the direct path (see `direct.rs`): the client, the upstream URL parsed once, and the
-    /// `Authorization` value built once.
-    http: UpstreamHttp,
-    endpoint: Endpoint,
-    auth: HeaderValue,
+    /// For the direct path (see `direct.rs`).
+    route: direct::Route,
     stale: CatalogStale,
     /// rmcp's worker was stopped after the session went idle; the session lives on upstream and
     /// is used through `direct.rs` only (see [`Session::park`]).
@@ -95,24 +91,11 @@ impl Session {
         negotiation: &Negotiation,
         catalog_stale: CatalogStale,
     ) -> Result<Self, UpstreamError> {
-        let endpoint = http.endpoint(&key.url)?;
-        let auth = direct::bearer(&key.token).ok_or_else(|| UpstreamError::Failed {
-            detail: "the tenant's Intercom token holds characters an HTTP header cannot carry"
-                .into(),
-            retryable: false,
-            outage: false,
-        })?;
+        let route = direct::Route::new(http, key)?;
         let plan = negotiation.plan();
         if plan == Plan::Initialize && !wire.listens() {
             let traceparent = propagation::traceparent(&tracing::Span::current());
-            let target = direct::Target {
-                http,
-                endpoint: &endpoint,
-                auth: &auth,
-                session_id: None,
-                protocol_version: None,
-                traceparent: traceparent.as_deref(),
-            };
+            let target = route.target(None, None, traceparent.as_deref());
             match target.open(&client_config()).await {
                 Ok(direct::Opened::Session {
                     id,
@@ -126,7 +109,7 @@ impl Session {
                         released,
                         protocol_version.to_string(),
                         Mode::Session,
-                        (http.clone(), endpoint, auth),
+                        route,
                         catalog_stale,
                     ));
                 }
@@ -190,7 +173,7 @@ impl Session {
             released,
             version.to_string(),
             mode,
-            (http.clone(), endpoint, auth),
+            route,
             catalog_stale,
         ))
     }
@@ -202,7 +185,7 @@ impl Session {
         released: Arc<Notify>,
         protocol_version: String,
         mode: Mode,
-        (http, endpoint, auth): (UpstreamHttp, Endpoint, HeaderValue),
+        route: direct::Route,
         stale: CatalogStale,
     ) -> Self {
         let born_parked = service.is_none();
@@ -217,9 +200,7 @@ impl Session {
             released,
             protocol_version,
             mode,
-            http,
-            endpoint,
-            auth,
+            route,
             stale,
             // No rmcp service: born parked (opened by `direct.rs`).
             parked: AtomicBool::new(born_parked),
@@ -283,14 +264,8 @@ impl Session {
     }
 
     fn target<'a>(&'a self, sid: &'a str, traceparent: Option<&'a str>) -> direct::Target<'a> {
-        direct::Target {
-            http: &self.http,
-            endpoint: &self.endpoint,
-            auth: &self.auth,
-            session_id: Some(sid),
-            protocol_version: Some(&self.protocol_version),
-            traceparent,
-        }
+        self.route
+            .target(Some(sid), Some(&self.protocol_version), traceparent)
     }
 
     /// A parked session met a 404 (or has no id left): it is gone upstream.
@@ -667,17 +642,10 @@ impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         let Some(id) = self.id else { return };
         let s = self.session;
-        let (http, endpoint, auth) = (s.http.clone(), s.endpoint.clone(), s.auth.clone());
+        let route = s.route.clone();
         let (sid, version, id) = (self.sid.clone(), s.protocol_version.clone(), id.to_owned());
         tokio::spawn(async move {
-            let target = direct::Target {
-                http: &http,
-                endpoint: &endpoint,
-                auth: &auth,
-                session_id: Some(&sid),
-                protocol_version: Some(&version),
-                traceparent: None,
-            };
+            let target = route.target(Some(&sid), Some(&version), None);
             target
                 .cancel(&id, "the gateway's upstream timeout ran out")
                 .await;
