@@ -218,36 +218,10 @@ async fn upstream_failed(
     e: UpstreamError,
 ) -> ApiError {
     match e {
+        // Boxed: rare, and its database work makes a large future, which every call's future
+        // would otherwise carry (issue 8).
         UpstreamError::Unauthorized => {
-            tracing::warn!(tenant = %key.tenant, generation = key.generation, "Intercom rejected the tenant's token; marking it rejected");
-            match repo::mark_credential_rejected(&state.db, &key.tenant, key.generation)
-                .instrument(tracing::info_span!(
-                    "db.mark_credential_rejected",
-                    db.system.name = "postgresql"
-                ))
-                .await
-            {
-                // Only the call that flipped the status records it: one entry per rejection.
-                Ok(true) => {
-                    audit::record(
-                        &state.db,
-                        audit::Event {
-                            actor: audit::ACTOR_INTERCOM,
-                            action: Action::CredentialRejected,
-                            tenant: Some(&key.tenant),
-                            request_id: slot.request_id().as_deref(),
-                            detail: serde_json::json!({"generation": key.generation}),
-                        },
-                    )
-                    .await;
-                }
-                Ok(false) => {}
-                Err(db) => {
-                    tracing::error!(tenant = %key.tenant, error = %db, "could not mark the credential rejected");
-                }
-            }
-            state.directory.invalidate(&key.tenant).await;
-            state.upstream.close_tenant(&key.tenant).await;
+            Box::pin(credential_rejected(state, slot, key)).await;
             ApiError::IntercomReauthRequired
         }
         UpstreamError::RateLimited { retry_after } => {
@@ -265,6 +239,40 @@ async fn upstream_failed(
         UpstreamError::Timeout => ApiError::UpstreamTimeout(state.settings.upstream_timeout),
         UpstreamError::Unavailable { retry_after } => ApiError::UpstreamUnavailable { retry_after },
     }
+}
+
+/// Intercom refused the tenant's token: marks this credential generation `rejected`, records
+/// it in the audit log (once) and closes the tenant's sessions.
+async fn credential_rejected(state: &AppState, slot: &CallSlot, key: &PoolKey) {
+    tracing::warn!(tenant = %key.tenant, generation = key.generation, "Intercom rejected the tenant's token; marking it rejected");
+    match repo::mark_credential_rejected(&state.db, &key.tenant, key.generation)
+        .instrument(tracing::info_span!(
+            "db.mark_credential_rejected",
+            db.system.name = "postgresql"
+        ))
+        .await
+    {
+        // Only the call that flipped the status records it: one entry per rejection.
+        Ok(true) => {
+            audit::record(
+                &state.db,
+                audit::Event {
+                    actor: audit::ACTOR_INTERCOM,
+                    action: Action::CredentialRejected,
+                    tenant: Some(&key.tenant),
+                    request_id: slot.request_id().as_deref(),
+                    detail: serde_json::json!({"generation": key.generation}),
+                },
+            )
+            .await;
+        }
+        Ok(false) => {}
+        Err(db) => {
+            tracing::error!(tenant = %key.tenant, error = %db, "could not mark the credential rejected");
+        }
+    }
+    state.directory.invalidate(&key.tenant).await;
+    state.upstream.close_tenant(&key.tenant).await;
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -150,7 +150,8 @@ impl TenantPool {
             }
             match self.pick(ctx) {
                 Pick::Got(g) => return Ok(g),
-                Pick::Open => match self.open(ctx).await? {
+                // Boxed: opening a session is rare and its future large (see `Session::call_tool`).
+                Pick::Open => match Box::pin(self.open(ctx)).await? {
                     Some(g) => return Ok(g),
                     None => continue,
                 },
@@ -394,6 +395,18 @@ impl TenantPool {
                 return Ok(c.clone());
             }
         }
+        // Boxed: the fetch is rare and its future large (see `Session::call_tool`).
+        Box::pin(self.fetch_catalog(ctx, &mut cached, changed)).await
+    }
+
+    /// Fetches the tool list into `cached` (the catalog lock is held throughout). `changed`: a
+    /// list-changed notification made the cached list stale.
+    async fn fetch_catalog(
+        &self,
+        ctx: &UpstreamContext,
+        cached: &mut Option<Arc<Catalog>>,
+        changed: bool,
+    ) -> Result<Arc<Catalog>, UpstreamError> {
         let mut budget = super::RetryBudget::default();
         let tools = loop {
             let ticket = self.admit()?;

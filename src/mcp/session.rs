@@ -335,6 +335,18 @@ impl Session {
                 return Ok(r);
             }
         }
+        // Boxed, like every path a steady-state call does not take: a future is as large as
+        // its largest path, and the call's futures are moved (copied) as they nest (issue 8).
+        Box::pin(self.call_tool_rmcp(name, arguments, traceparent)).await
+    }
+
+    /// `tools/call` through rmcp's client.
+    async fn call_tool_rmcp(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+        traceparent: Option<String>,
+    ) -> Result<ToolResult, UpstreamError> {
         let mut params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
         params.meta = traceparent.map(|t| {
             let mut meta = RequestMetaObject::default();
@@ -381,13 +393,13 @@ impl Session {
     ) -> Result<Option<T>, UpstreamError> {
         match outcome {
             direct::Outcome::Answer(Ok(r)) => Ok(Some(r)),
-            direct::Outcome::Answer(Err(e)) => Err(self
-                .failure(rmcp::ServiceError::McpError(e), expiries)
-                .await),
+            direct::Outcome::Answer(Err(e)) => {
+                Err(Box::pin(self.failure(rmcp::ServiceError::McpError(e), expiries)).await)
+            }
             direct::Outcome::Refused(e) => Err(e),
-            direct::Outcome::StreamLost => Err(self
-                .failure(rmcp::ServiceError::TransportClosed, expiries)
-                .await),
+            direct::Outcome::StreamLost => {
+                Err(Box::pin(self.failure(rmcp::ServiceError::TransportClosed, expiries)).await)
+            }
             direct::Outcome::SessionGone if self.is_parked() => {
                 Err(self.parked_session_gone(Some(sid)))
             }
