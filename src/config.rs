@@ -19,6 +19,10 @@ use crate::tenants::crypto::Keyring;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Async worker threads. Default: one per CPU this process may use (the cgroup CPU quota
+    /// counts). The async runtime's own variable, validated here so a bad value is a clear error.
+    #[arg(long, env = "TOKIO_WORKER_THREADS", value_name = "TOKIO_WORKER_THREADS", global = true, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
     #[command(flatten)]
     pub serve: ServeArgs,
 }
@@ -477,6 +481,21 @@ mod tests {
             err.to_string().contains("GATEWAY_POOL_MAX_SESSIONS"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn worker_threads_are_a_whole_number_from_1() {
+        let cli = Cli::try_parse_from(["gw", "--worker-threads", "3"]).unwrap();
+        assert_eq!(cli.worker_threads, Some(3));
+        assert_eq!(Cli::try_parse_from(["gw"]).unwrap().worker_threads, None);
+        // The same after a subcommand (the option is global).
+        let cli = Cli::try_parse_from(["gw", "serve", "--worker-threads", "1"]).unwrap();
+        assert_eq!(cli.worker_threads, Some(1));
+        for bad in ["0", "-1", "many", "1025"] {
+            let arg = format!("--worker-threads={bad}");
+            let err = Cli::try_parse_from(["gw", arg.as_str()]).unwrap_err();
+            assert!(err.to_string().contains("TOKIO_WORKER_THREADS"), "{err}");
+        }
     }
 
     #[test]

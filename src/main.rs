@@ -18,10 +18,11 @@ fn main() -> ExitCode {
     // without a default provider so exactly one (ring) is compiled in.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.worker_threads {
+        runtime.worker_threads(n.into());
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
