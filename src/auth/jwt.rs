@@ -13,6 +13,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use moka::Expiry;
 use moka::future::Cache;
 use secrecy::{ExposeSecret, SecretString};
+use tracing::Instrument;
+use tracing::field::Empty;
 use url::{Host, Url};
 
 use super::jwks::{JwksCache, JwksError};
@@ -180,7 +182,14 @@ impl JwtVerifier {
             }
             return Ok(caller);
         }
-        let result = self.verify_uncached(token).await;
+        // The `auth` span covers the verification a cache miss makes (signature, JWKS fetch);
+        // a cache hit is a lookup and gets none (issue 8: one span fewer per call).
+        let span = tracing::info_span!("auth", caller = Empty, outcome = Empty);
+        let result = self.verify_uncached(token).instrument(span.clone()).await;
+        span.record("outcome", if result.is_ok() { "ok" } else { "rejected" });
+        if let Ok(c) = &result {
+            span.record("caller", c.sub.as_str());
+        }
         match &result {
             Ok(caller) => {
                 if !cache_ttl(caller.expires_at, self.inner.leeway_secs, now_secs()).is_zero() {

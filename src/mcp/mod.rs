@@ -390,10 +390,17 @@ impl Upstream {
                     outcome = Empty,
                 );
                 let outcome = {
-                    let session = pool
-                        .acquire(&self.ctx)
-                        .instrument(tracing::info_span!("pool.acquire", tenant = %key.tenant))
-                        .await?;
+                    // A span only when the pool has to open a session or queue the call.
+                    let session = match pool.try_acquire(&self.ctx) {
+                        Some(s) => s,
+                        None => {
+                            pool.acquire(&self.ctx)
+                                .instrument(
+                                    tracing::info_span!("pool.acquire", tenant = %key.tenant),
+                                )
+                                .await?
+                        }
+                    };
                     session
                         .call_tool(&tool.name, arguments.clone())
                         .instrument(span.clone())

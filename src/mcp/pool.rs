@@ -136,6 +136,18 @@ impl TenantPool {
         }
     }
 
+    /// A slot on an open session when one is free now: the steady-state call's path, which
+    /// needs no waiting and so gets no `pool.acquire` span (issue 8).
+    pub(super) fn try_acquire(&self, ctx: &UpstreamContext) -> Option<InFlight> {
+        if self.drained.load(Ordering::Acquire) {
+            return None;
+        }
+        match self.pick(ctx) {
+            Pick::Got(g) => Some(g),
+            Pick::Open | Pick::Full => None,
+        }
+    }
+
     /// A session slot to run one call on: opens a session if needed, or waits in the queue.
     pub(super) async fn acquire(&self, ctx: &UpstreamContext) -> Result<InFlight, UpstreamError> {
         let deadline = tokio::time::Instant::now() + ctx.settings.queue_timeout;
