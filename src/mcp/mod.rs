@@ -390,17 +390,7 @@ impl Upstream {
                     outcome = Empty,
                 );
                 let outcome = {
-                    // A span only when the pool has to open a session or queue the call.
-                    let session = match pool.try_acquire(&self.ctx) {
-                        Some(s) => s,
-                        None => {
-                            pool.acquire(&self.ctx)
-                                .instrument(
-                                    tracing::info_span!("pool.acquire", tenant = %key.tenant),
-                                )
-                                .await?
-                        }
-                    };
+                    let session = pool.acquire(&self.ctx).await?;
                     session
                         .call_tool(&tool.name, arguments.clone())
                         .instrument(span.clone())

@@ -136,20 +136,21 @@ impl TenantPool {
         }
     }
 
-    /// A slot on an open session when one is free now: the steady-state call's path, which
-    /// needs no waiting and so gets no `pool.acquire` span (issue 8).
-    pub(super) fn try_acquire(&self, ctx: &UpstreamContext) -> Option<InFlight> {
-        if self.drained.load(Ordering::Acquire) {
-            return None;
+    /// A session slot to run one call on: a free one on an open session at once (the
+    /// steady-state path: no waiting, so no `pool.acquire` span, issue 8), else [`Self::wait_for_slot`].
+    pub(super) async fn acquire(&self, ctx: &UpstreamContext) -> Result<InFlight, UpstreamError> {
+        if !self.drained.load(Ordering::Acquire)
+            && let Pick::Got(g) = self.pick(ctx)
+        {
+            return Ok(g);
         }
-        match self.pick(ctx) {
-            Pick::Got(g) => Some(g),
-            Pick::Open | Pick::Full => None,
-        }
+        self.wait_for_slot(ctx)
+            .instrument(tracing::info_span!("pool.acquire", tenant = %self.key.tenant))
+            .await
     }
 
-    /// A session slot to run one call on: opens a session if needed, or waits in the queue.
-    pub(super) async fn acquire(&self, ctx: &UpstreamContext) -> Result<InFlight, UpstreamError> {
+    /// Opens a session if the pool may, or waits in the queue for a slot.
+    async fn wait_for_slot(&self, ctx: &UpstreamContext) -> Result<InFlight, UpstreamError> {
         let deadline = tokio::time::Instant::now() + ctx.settings.queue_timeout;
         let mut slot: Option<QueueSlot<'_>> = None;
         loop {
@@ -422,10 +423,7 @@ impl TenantPool {
         let mut budget = super::RetryBudget::default();
         let tools = loop {
             let ticket = self.admit()?;
-            let acquired = self
-                .acquire(ctx)
-                .instrument(tracing::info_span!("pool.acquire", tenant = %self.key.tenant))
-                .await;
+            let acquired = self.acquire(ctx).await;
             let tools = match acquired {
                 Ok(session) => {
                     session
