@@ -256,18 +256,20 @@ impl Application {
                 }
             }),
         );
-        let metrics_server = axum::serve(self.metrics_listener, metrics_app)
-            .with_graceful_shutdown(token.clone().cancelled_owned());
-        let api = axum::serve(self.listener, http::router(self.state.clone()))
-            .with_graceful_shutdown(token.clone().cancelled_owned());
+        let metrics_server = http::serve(self.metrics_listener, metrics_app, token.clone());
+        let api = http::serve(
+            self.listener,
+            http::router(self.state.clone()),
+            token.clone(),
+        );
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "gateway listening");
 
-        let metrics_task = tokio::spawn(async move { metrics_server.await });
-        let api_task = tokio::spawn(async move { api.await });
+        let metrics_task = tokio::spawn(metrics_server);
+        let api_task = tokio::spawn(api);
         token.cancelled().await;
         tracing::info!("shutting down: draining in-flight requests");
         match tokio::time::timeout(self.shutdown_timeout, api_task).await {
-            Ok(r) => r.context("API server task")?.context("API server")?,
+            Ok(r) => r.context("API server task")?,
             Err(_) => {
                 tracing::warn!("in-flight requests did not finish within the shutdown timeout")
             }

@@ -9,6 +9,7 @@ mod oauth;
 pub mod openapi;
 mod ops;
 mod request_id;
+mod serve;
 mod sessions;
 mod tenants;
 mod toolcall;
@@ -37,6 +38,8 @@ use crate::metering::Meter;
 use crate::oauth::OAuthConfig;
 use crate::telemetry::Metrics;
 use crate::tenants::TenantDirectory;
+
+pub use serve::serve;
 
 /// Settings the handlers read.
 #[derive(Debug, Clone)]
