@@ -3,6 +3,8 @@
 
 use axum::Extension;
 use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -366,6 +368,32 @@ pub struct CallResponse {
     data: Option<Box<RawValue>>,
 }
 
+impl IntoResponse for CallResponse {
+    /// Serialized into a buffer of its final size: the result's text is most of the body
+    /// (often twice: escaped in `content`, as JSON in `data`), and a growing buffer would copy
+    /// it at every doubling.
+    fn into_response(self) -> Response {
+        let raw = |r: &Option<Box<RawValue>>| r.as_ref().map_or(4, |r| r.get().len());
+        let size = 64
+            + self.tool.len()
+            + self.content.get().len()
+            + raw(&self.structured_content)
+            + raw(&self.data);
+        let mut body = Vec::with_capacity(size);
+        match serde_json::to_writer(&mut body, &self) {
+            Ok(()) => (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response(),
+            Err(e) => ApiError::Internal(e.into()).into_response(),
+        }
+    }
+}
+
 /// MCP tool names (SEP-986): 1-128 characters of letters, digits, `_`, `-`, `.`.
 fn check_tool_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
@@ -394,19 +422,19 @@ async fn call_tool(
     Extension(slot): Extension<CallSlot>,
     Path((tenant, tool)): Path<(String, String)>,
     Json(body): Json<CallRequest>,
-) -> Result<Json<CallResponse>, ApiError> {
+) -> Result<CallResponse, ApiError> {
     check_tool_name(&tool)?;
     let (spec, r) = run_tool(&state, &caller, &slot, &tenant, &tool, |_| {
         Ok(body.arguments)
     })
     .await?;
     let data = r.json();
-    Ok(Json(CallResponse {
+    Ok(CallResponse {
         tool: spec.name,
         content: r.content,
         structured_content: r.structured_content,
         data,
-    }))
+    })
 }
 
 #[cfg(test)]
