@@ -106,3 +106,45 @@ fn the_committed_openapi_document_matches_the_code() {
         "openapi/openapi.json is stale: run `cargo run -- openapi > openapi/openapi.json`"
     );
 }
+
+/// The API port speaks HTTP/1.1 and HTTP/2 with prior knowledge (the accept loop in
+/// `src/http/serve.rs`), a POST with a body included, and a keep-alive connection serves
+/// call after call.
+#[sqlx::test(migrations = false)]
+async fn the_api_speaks_http1_and_http2_on_one_port(_: PgPoolOptions, db: PgConnectOptions) {
+    let app = spawn_app(db).await;
+    let acme = app.add_tenant("acme").await;
+    let h1 = reqwest::Client::builder().http1_only().build().unwrap();
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for (client, version) in [
+        (&h1, reqwest::Version::HTTP_11),
+        (&h2, reqwest::Version::HTTP_2),
+    ] {
+        let health = client
+            .get(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!((health.status().as_u16(), health.version()), (200, version));
+        for _ in 0..3 {
+            let res = client
+                .post(format!(
+                    "{}/v1/tenants/acme/tools/list_companies/calls",
+                    app.base
+                ))
+                .bearer_auth(&acme)
+                .json(&serde_json::json!({"arguments": {"per_page": 2}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!((res.status().as_u16(), res.version()), (200, version));
+            assert_eq!(res.headers()["content-type"], "application/json");
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["tool"], "list_companies");
+            assert!(body["data"].is_object(), "{body}");
+        }
+    }
+}
