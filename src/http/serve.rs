@@ -155,14 +155,19 @@ mod tests {
         }
     }
 
+    /// A task's waker that counts the wakes reaching it.
+    fn task() -> (Arc<Counter>, Waker) {
+        let task = Arc::new(Counter(AtomicUsize::new(0)));
+        (task.clone(), Waker::from(task))
+    }
+
     fn poll_once<F: Future>(f: &mut AbsorbSelfWake<F>, task: &Waker) -> Poll<F::Output> {
         Pin::new(f).poll(&mut Context::from_waker(task))
     }
 
     #[test]
     fn a_wake_during_the_poll_is_a_second_poll_not_a_reschedule() {
-        let task = Arc::new(Counter(AtomicUsize::new(0)));
-        let waker = Waker::from(task.clone());
+        let (task, waker) = task();
         let polls = Arc::new(AtomicUsize::new(0));
         let p = polls.clone();
         // Wakes itself on its first poll, is ready on its second.
@@ -185,8 +190,7 @@ mod tests {
 
     #[test]
     fn a_future_that_keeps_yielding_still_goes_through_the_runtime() {
-        let task = Arc::new(Counter(AtomicUsize::new(0)));
-        let waker = Waker::from(task.clone());
+        let (task, waker) = task();
         let polls = Arc::new(AtomicUsize::new(0));
         let p = polls.clone();
         let mut f = AbsorbSelfWake::new(std::future::poll_fn(move |cx| {
@@ -207,8 +211,7 @@ mod tests {
 
     #[test]
     fn a_wake_after_the_poll_reaches_the_task() {
-        let task = Arc::new(Counter(AtomicUsize::new(0)));
-        let waker = Waker::from(task.clone());
+        let (task, waker) = task();
         let saved: Arc<std::sync::Mutex<Option<Waker>>> = Arc::default();
         let s = saved.clone();
         let mut f = AbsorbSelfWake::new(std::future::poll_fn(move |cx| {
