@@ -224,7 +224,7 @@ async fn setup(
                     .bearer_auth(&admin)
                     .json(&json!({
                         "id": tenant(i), "name": format!("Bench {i}"), "region": "us",
-                        "rate_limit": {"per_minute": 1_000_000, "burst": 1_000_000},
+                        "rate_limit": {"per_minute": 100_000_000, "burst": 100_000_000},
                     }))
                     .send()
                     .await?;

@@ -18,7 +18,7 @@ use super::request_id::RequestId;
 use crate::audit::{self, Action};
 use crate::error::{ApiError, Problem};
 use crate::tenants::TenantId;
-use crate::tenants::model::{RateLimit, Region, Tenant, TenantStatus};
+use crate::tenants::model::{MAX_RATE, RateLimit, Region, Tenant, TenantStatus};
 use crate::tenants::repo::{self, NewTenant, RepoError, TenantPatch};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -141,11 +141,11 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 
 fn check_limits(rate: Option<RateLimit>, quota: Option<i64>) -> Result<(), ApiError> {
     if let Some(r) = rate
-        && (r.per_minute == 0 || r.burst == 0 || r.per_minute > 1_000_000 || r.burst > 1_000_000)
+        && !((1..=MAX_RATE).contains(&r.per_minute) && (1..=MAX_RATE).contains(&r.burst))
     {
-        return Err(ApiError::InvalidRequest(
-            "`rate_limit.per_minute` and `rate_limit.burst` must be 1-1000000".into(),
-        ));
+        return Err(ApiError::InvalidRequest(format!(
+            "`rate_limit.per_minute` and `rate_limit.burst` must be 1-{MAX_RATE}"
+        )));
     }
     if quota.is_some_and(|q| q < 0) {
         return Err(ApiError::InvalidRequest(

@@ -52,13 +52,17 @@ impl TenantStatus {
     }
 }
 
+/// The largest `per_minute` and `burst` a tenant may have: 100 million a minute is ~1.7M calls
+/// a second, beyond what a replica serves, so a tenant can be limited by capacity alone.
+pub const MAX_RATE: u32 = 100_000_000;
+
 /// A GCRA bucket: `per_minute` sustained, `burst` capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 100_000_000)]
     pub per_minute: u32,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 100_000_000)]
     pub burst: u32,
 }
 

@@ -48,6 +48,24 @@ async fn tenants_can_be_created_read_updated_listed_and_deleted(
         .post("/v1/tenants", &admin, json!({"id": "../etc", "name": "x"}))
         .await;
     assert_problem(bad_id, 400, "invalid_request").await;
+    // Up to 100 million a minute (beyond a replica's capacity), not one more.
+    let most = json!({"per_minute": 100_000_000, "burst": 100_000_000});
+    let res = app
+        .post(
+            "/v1/tenants",
+            &admin,
+            json!({"id": "roo", "name": "Roo", "rate_limit": most}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let too_many = app
+        .post("/v1/tenants", &admin, json!({"id": "tigger", "name": "Tigger", "rate_limit": {"per_minute": 100_000_001, "burst": 1}}))
+        .await;
+    let body = assert_problem(too_many, 400, "invalid_request").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("1-100000000"),
+        "{body}"
+    );
 
     let patched: Value = app
         .request(
