@@ -38,6 +38,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sse_stream::{Sse, SseStream};
 
+use super::content::Block;
 use super::error::{UpstreamError, classify_http, transport_failure};
 use super::handler::CatalogStale;
 use super::transport::{Body, Endpoint, SendError, UpstreamHttp};
@@ -237,11 +238,9 @@ pub(super) trait Answer: Sized {
 impl Answer for ToolResult {
     type Wire<'a> = CallResult<'a>;
     fn finish(r: CallResult<'_>) -> Self {
-        ToolResult::new(
-            r.content
-                .map(RawValue::to_owned)
-                .unwrap_or_else(|| RawValue::from_string(EMPTY.into()).expect("[] is JSON")),
-            r.structured_content.map(RawValue::to_owned),
+        ToolResult::from_blocks(
+            r.content.as_deref().unwrap_or_default(),
+            r.structured_content,
             r.is_error.unwrap_or(false),
         )
     }
@@ -262,8 +261,9 @@ impl Answer for () {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct CallResult<'a> {
+    /// Read block by block in the answer's one pass (`content.rs`).
     #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
+    content: Option<Vec<Block<'a>>>,
     /// Present-but-null stays `Some(null)`, as rmcp keeps it.
     #[serde(borrow, default, deserialize_with = "present")]
     structured_content: Option<&'a RawValue>,
@@ -274,8 +274,6 @@ pub(super) struct CallResult<'a> {
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
 }
-
-const EMPTY: &str = "[]";
 
 /// What one server message means for the request with id `want`.
 enum Routed<T> {

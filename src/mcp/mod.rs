@@ -6,6 +6,7 @@
 
 mod catalog;
 mod circuit;
+mod content;
 mod direct;
 mod error;
 mod handler;
@@ -168,34 +169,39 @@ pub struct ToolResult {
     text: Option<String>,
 }
 
-#[derive(serde::Deserialize)]
-struct Block<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
-    #[serde(borrow, default)]
-    text: Option<std::borrow::Cow<'a, str>>,
-}
-
 impl ToolResult {
+    /// A result whose content blocks are JSON text already (rmcp's fallback path).
     pub(crate) fn new(
         content: Box<RawValue>,
         structured_content: Option<Box<RawValue>>,
         is_error: bool,
     ) -> Self {
-        let text = serde_json::from_str::<Vec<Block>>(content.get())
+        let text = serde_json::from_str::<Vec<content::Block>>(content.get())
             .ok()
-            .and_then(|blocks| {
-                blocks
-                    .into_iter()
-                    .find(|b| b.kind == "text")
-                    .and_then(|b| b.text)
-            })
-            .map(|t| t.into_owned());
+            .and_then(|blocks| content::first_text(&blocks));
         Self {
             content,
             structured_content,
             is_error,
             text,
+        }
+    }
+
+    /// A result read off the wire in the answer's one pass: the blocks go back out member by
+    /// member, and the text comes from the block that was read, not from a second parse.
+    pub(crate) fn from_blocks(
+        blocks: &[content::Block<'_>],
+        structured_content: Option<&RawValue>,
+        is_error: bool,
+    ) -> Self {
+        // Cannot fail: string keys and JSON text serialize to JSON without error.
+        let content = serde_json::value::to_raw_value(blocks)
+            .unwrap_or_else(|_| RawValue::from_string("[]".into()).expect("[] is JSON"));
+        Self {
+            content,
+            structured_content: structured_content.map(RawValue::to_owned),
+            is_error,
+            text: content::first_text(blocks),
         }
     }
 
