@@ -15,8 +15,13 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
 /// One content block: its members in the upstream's order, values as JSON text.
-#[derive(Debug, Default)]
-pub(crate) struct Block<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+#[derive(Debug)]
+pub(super) struct Block<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+/// A member name borrowed from the answer unless it has escapes (serde fills a bare `Cow<str>`
+/// with an owned copy: an allocation per member per call).
+#[derive(serde::Deserialize)]
+struct Name<'a>(#[serde(borrow)] Cow<'a, str>);
 
 impl<'a> Block<'a> {
     fn member(&self, name: &str) -> Option<&'a RawValue> {
@@ -32,7 +37,7 @@ impl<'a> Block<'a> {
 
 /// The text of the first `text` block, as [`crate::mcp::ToolResult`] reports it: the first block
 /// of type `text`, and its text if that is a string.
-pub(crate) fn first_text(blocks: &[Block<'_>]) -> Option<String> {
+pub(super) fn first_text(blocks: &[Block<'_>]) -> Option<String> {
     let text = blocks.iter().find(|b| b.is_text())?.member("text")?;
     decode(text.get()).map(Cow::into_owned)
 }
@@ -47,8 +52,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Block<'a> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut members = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some(member) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
-                    members.push(member);
+                while let Some((Name(name), value)) =
+                    map.next_entry::<Name<'de>, &'de RawValue>()?
+                {
+                    members.push((name, value));
                 }
                 Ok(Block(members))
             }
@@ -70,7 +77,7 @@ impl Serialize for Block<'_> {
 /// Decodes a JSON string literal (quotes included) that serde_json has already read as valid
 /// JSON: `None` when `literal` is not a string. The runs between escapes are copied whole; a
 /// `\u` escape (and its surrogate pairs) is left to serde_json.
-pub(crate) fn decode(literal: &str) -> Option<Cow<'_, str>> {
+fn decode(literal: &str) -> Option<Cow<'_, str>> {
     let body = literal.strip_prefix('"')?.strip_suffix('"')?;
     let Some(mut at) = memchr::memchr(b'\\', body.as_bytes()) else {
         return Some(Cow::Borrowed(body));
@@ -174,6 +181,13 @@ mod tests {
             first_text(&blocks(r#"[{"type":"t\u0065xt","text":"escaped type"}]"#)).as_deref(),
             Some("escaped type")
         );
+    }
+
+    #[test]
+    fn member_names_borrow_from_the_answer_unless_escaped() {
+        let read = blocks(r#"[{"type":"text","t\u0065xt":"a"}]"#);
+        assert!(matches!(read[0].0[0].0, Cow::Borrowed("type")));
+        assert!(matches!(&read[0].0[1].0, Cow::Owned(n) if n == "text"));
     }
 
     #[test]

@@ -189,7 +189,7 @@ impl ToolResult {
 
     /// A result read off the wire in the answer's one pass: the blocks go back out member by
     /// member, and the text comes from the block that was read, not from a second parse.
-    pub(crate) fn from_blocks(
+    fn from_blocks(
         blocks: &[content::Block<'_>],
         structured_content: Option<&RawValue>,
         is_error: bool,

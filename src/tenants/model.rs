@@ -60,6 +60,7 @@ pub const MAX_RATE: u32 = 100_000_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
+    // `maximum` is MAX_RATE: utoipa takes a literal only.
     #[schema(minimum = 1, maximum = 100_000_000)]
     pub per_minute: u32,
     #[schema(minimum = 1, maximum = 100_000_000)]
