@@ -10,6 +10,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use super::tenant_series::{TenantGauge, TenantSeries};
 use crate::tenants::TenantId;
 
 /// Buckets from 100 µs (gateway overhead: an auth failure, a cached answer) to 60 s (a slow
@@ -29,12 +30,11 @@ struct Inner {
     tenant_label: bool,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
-    tool_calls: IntCounterVec,
+    /// `gateway_tool_calls_total`, `gateway_rate_limited_total`, `gateway_upstream_sessions`,
+    /// `gateway_circuit_open`.
+    tenants: Arc<TenantSeries>,
     tool_duration: HistogramVec,
-    upstream_sessions: IntGaugeVec,
     session_events: IntCounterVec,
-    rate_limited: IntCounterVec,
-    circuit_open: IntGaugeVec,
     usage_written: IntCounter,
     usage_dropped: IntCounter,
     usage_queue_depth: IntGauge,
@@ -66,14 +66,6 @@ impl Metrics {
             &["route"],
         )
         .expect("valid metric");
-        let tool_calls = IntCounterVec::new(
-            Opts::new(
-                "gateway_tool_calls_total",
-                "Tool calls by outcome (`ok` or the error code).",
-            ),
-            &tenant(&["tool", "outcome"]),
-        )
-        .expect("valid metric");
         let tool_duration = HistogramVec::new(
             HistogramOpts::new(
                 "gateway_tool_call_duration_seconds",
@@ -81,11 +73,6 @@ impl Metrics {
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["tool"],
-        )
-        .expect("valid metric");
-        let upstream_sessions = IntGaugeVec::new(
-            Opts::new("gateway_upstream_sessions", "Open upstream MCP sessions."),
-            &tenant(&[]),
         )
         .expect("valid metric");
         let session_events = IntCounterVec::new(
@@ -96,19 +83,7 @@ impl Metrics {
             &["event"],
         )
         .expect("valid metric");
-        let rate_limited = IntCounterVec::new(
-            Opts::new("gateway_rate_limited_total", "Calls refused by a limit."),
-            &tenant(&["reason"]),
-        )
-        .expect("valid metric");
-        let circuit_open = IntGaugeVec::new(
-            Opts::new(
-                "gateway_circuit_open",
-                "1 while a tenant's upstream circuit is open.",
-            ),
-            &tenant(&[]),
-        )
-        .expect("valid metric");
+        let tenants = Arc::new(TenantSeries::new(tenant_label).expect("valid metrics"));
         let credentials_rejected = IntGaugeVec::new(
             Opts::new(
                 "gateway_credentials_rejected",
@@ -157,12 +132,9 @@ impl Metrics {
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
-            Box::new(tool_calls.clone()),
+            Box::new(Shared(tenants.clone())),
             Box::new(tool_duration.clone()),
-            Box::new(upstream_sessions.clone()),
             Box::new(session_events.clone()),
-            Box::new(rate_limited.clone()),
-            Box::new(circuit_open.clone()),
             Box::new(usage_written.clone()),
             Box::new(usage_dropped.clone()),
             Box::new(usage_queue_depth.clone()),
@@ -199,12 +171,9 @@ impl Metrics {
             tenant_label,
             http_requests,
             http_duration,
-            tool_calls,
+            tenants,
             tool_duration,
-            upstream_sessions,
             session_events,
-            rate_limited,
-            circuit_open,
             usage_written,
             usage_dropped,
             usage_queue_depth,
@@ -212,16 +181,6 @@ impl Metrics {
             db_connections,
             db_max_connections,
         }))
-    }
-
-    fn with_tenant<'a>(&self, tenant: &'a TenantId, rest: &[&'a str]) -> Vec<&'a str> {
-        let mut v: Vec<&str> = if self.0.tenant_label {
-            vec![tenant.as_str()]
-        } else {
-            vec![]
-        };
-        v.extend_from_slice(rest);
-        v
     }
 
     pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
@@ -237,10 +196,7 @@ impl Metrics {
     }
 
     pub fn tool_call(&self, tenant: &TenantId, tool: &str, outcome: &str, seconds: Option<f64>) {
-        self.0
-            .tool_calls
-            .with_label_values(&self.with_tenant(tenant, &[tool, outcome]))
-            .inc();
+        self.0.tenants.tool_call(tenant, tool, outcome);
         if let Some(s) = seconds {
             self.0.tool_duration.with_label_values(&[tool]).observe(s);
         }
@@ -255,24 +211,19 @@ impl Metrics {
     pub fn add_sessions(&self, tenant: &TenantId, delta: i64) {
         if delta != 0 {
             self.0
-                .upstream_sessions
-                .with_label_values(&self.with_tenant(tenant, &[]))
-                .add(delta);
+                .tenants
+                .update(tenant, TenantGauge::Sessions, |v| v + delta);
         }
     }
 
     pub fn rate_limited(&self, tenant: &TenantId, reason: &str) {
-        self.0
-            .rate_limited
-            .with_label_values(&self.with_tenant(tenant, &[reason]))
-            .inc();
+        self.0.tenants.rate_limited(tenant, reason);
     }
 
     pub fn set_circuit_open(&self, tenant: &TenantId, open: bool) {
         self.0
-            .circuit_open
-            .with_label_values(&self.with_tenant(tenant, &[]))
-            .set(i64::from(open));
+            .tenants
+            .update(tenant, TenantGauge::CircuitOpen, |_| i64::from(open));
     }
 
     /// Handles for the usage writer.
@@ -323,5 +274,18 @@ impl Metrics {
             .lock()
             .map(|f| f.clone())
             .unwrap_or_default()
+    }
+}
+
+/// The registry owns a collector; the metrics handle keeps using the same series.
+struct Shared(Arc<TenantSeries>);
+
+impl prometheus::core::Collector for Shared {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.collect()
     }
 }

@@ -9,6 +9,7 @@ mod metrics;
 pub mod propagation;
 mod scrape;
 mod span_ids;
+mod tenant_series;
 mod traces;
 
 pub use metrics::Metrics;
