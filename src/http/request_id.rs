@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use super::edge::REQUEST_ID;
+use super::edge::X_REQUEST_ID;
 
 pub struct RequestId(pub Option<String>);
 
@@ -23,7 +23,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
         Ok(RequestId(
             parts
                 .headers
-                .get(REQUEST_ID)
+                .get(X_REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
         ))
